@@ -1,0 +1,11 @@
+"""Model builders with the Keras Applications signature, found by name.
+
+>>> import kimnet.models
+>>> model = kimnet.models.get("mobilenetv2")(classes=10, input_shape=(32, 32, 3))
+"""
+
+from kimnet.models import mobilenet_v2  # noqa: F401  (registers its builders)
+from kimnet.models.registry import ModelSpec, get, names, register
+from kimnet.models.stages import stage_names, stage_output, stages
+
+__all__ = ["ModelSpec", "get", "names", "register", "stage_names", "stage_output", "stages"]
