@@ -1,0 +1,121 @@
+"""From raw splits to batches a model trains on: resize, channels, augment, normalise.
+
+Order of a training pipeline: cache the decoded images (when they fit in
+memory) -> shuffle -> resize and match channels -> batch -> augment (batched) ->
+normalise -> prefetch. Evaluation pipelines skip shuffling and augmentation.
+The same :func:`resize` and :func:`normalize` run inside exported models.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import tensorflow as tf
+
+from kimnet.data.sources import Splits
+
+# Cache decoded images in memory when they take at most this share of RAM.
+CACHE_MEMORY_SHARE = 0.25
+
+
+def resize(images: tf.Tensor, image_size: int, channels: int = 3) -> tf.Tensor:
+    """uint8/float images ``[..., H, W, C]`` -> float32 ``[..., size, size, channels]`` in [0, 255].
+
+    Grayscale becomes RGB by repeating the channel when the model expects 3
+    channels; RGB becomes grayscale when it expects 1.
+    """
+    images = tf.cast(images, tf.float32)
+    image_channels = images.shape[-1]
+    if image_channels == 1 and channels == 3:
+        images = tf.image.grayscale_to_rgb(images)
+    elif image_channels == 3 and channels == 1:
+        images = tf.image.rgb_to_grayscale(images)
+    elif image_channels == 4:
+        images = images[..., : min(channels, 3)]
+        if channels == 1:
+            images = tf.image.rgb_to_grayscale(images)
+    images = tf.image.resize(images, (image_size, image_size), antialias=True)
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def normalize(images: tf.Tensor, normalization: str) -> tf.Tensor:
+    """Float images in [0, 255] -> the input range a model family expects.
+
+    ``normalization`` is a :data:`kimnet.models.registry.NORMALIZATIONS` mode; the
+    ``tf``, ``torch`` and ``caffe`` modes are Keras Applications' own
+    ``imagenet_utils.preprocess_input``; ``raw`` leaves pixels unchanged.
+    """
+    if normalization == "raw":
+        return images
+    return keras.applications.imagenet_utils.preprocess_input(
+        images, data_format="channels_last", mode=normalization
+    )
+
+
+def _fits_in_memory(num_bytes: int | None) -> bool:
+    if num_bytes is None:
+        return False
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return num_bytes <= CACHE_MEMORY_SHARE * physical
+
+
+def make(
+    splits: Splits,
+    *,
+    image_size: int,
+    batch_size: int,
+    normalization: str,
+    channels: int = 3,
+    augmenter: keras.layers.Layer | None = None,
+    shuffle_buffer: int = 10_000,
+    seed: int | None = None,
+) -> dict[str, tf.data.Dataset]:
+    """Batched ``train``, ``validation`` and ``test`` datasets (plus ``train_plain``).
+
+    ``train`` is shuffled (reshuffled each epoch) and augmented by ``augmenter``;
+    ``train_plain`` is the same images without shuffling or augmentation, for
+    re-estimating batch-norm statistics. Images are ``float32 [batch, size, size,
+    channels]`` after ``normalization``; labels are ``int64 [batch]``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    if image_size < 8:
+        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}.")
+    autotune = tf.data.AUTOTUNE
+
+    def prepare(split: str, *, train: bool) -> tf.data.Dataset:
+        ds = getattr(splits, split)
+        if _fits_in_memory(splits.info.decoded_bytes(split)):
+            ds = ds.cache()
+        if train:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda x, y: (resize(x, image_size, channels), y), num_parallel_calls=autotune)
+        ds = ds.batch(batch_size, num_parallel_calls=autotune)
+        if train and augmenter is not None:
+            ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=autotune)
+        ds = ds.map(lambda x, y: (normalize(x, normalization), y), num_parallel_calls=autotune)
+        return ds.prefetch(autotune)
+
+    return {
+        "train": prepare("train", train=True),
+        "train_plain": prepare("train", train=False),
+        "validation": prepare("validation", train=False),
+        "test": prepare("test", train=False),
+    }
+
+
+def sample_images(
+    splits: Splits,
+    *,
+    image_size: int,
+    channels: int = 3,
+    augmenter: keras.layers.Layer | None = None,
+    count: int = 16,
+) -> tf.Tensor:
+    """``count`` training images as the model sees them before normalisation, [0, 255]."""
+    images = next(iter(splits.train.take(count).map(lambda x, y: resize(x, image_size, channels))
+                       .batch(count)))
+    if augmenter is not None:
+        images = augmenter(images, training=True)
+    return images

@@ -1,0 +1,242 @@
+"""Where images come from: a TFDS dataset by name, or a class-per-folder directory.
+
+:func:`load` returns raw ``(image uint8 [H, W, C], label int64)`` datasets for
+train, validation and test plus a :class:`DatasetInfo`. Preprocessing and
+augmentation are applied afterwards (``kimnet.data.pipeline``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from PIL import Image, UnidentifiedImageError
+
+from kimnet.data import fashion_mnist
+
+FOLDER_PREFIX = "folder:"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What the rest of kimnet needs to know about a dataset.
+
+    Attributes:
+        name: The dataset argument it was loaded from (``fashion_mnist``, ``folder:/x``).
+        class_names: Class names in label order.
+        num_examples: Examples per split (``train``, ``validation``, ``test``).
+        image_shape: ``(height, width, channels)``; ``None`` sides vary per image.
+    """
+
+    name: str
+    class_names: tuple[str, ...]
+    num_examples: dict[str, int]
+    image_shape: tuple[int | None, int | None, int]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def decoded_bytes(self, split: str) -> int | None:
+        """Memory the decoded split needs, or ``None`` when image sizes vary."""
+        height, width, channels = self.image_shape
+        if height is None or width is None:
+            return None
+        return self.num_examples[split] * height * width * channels
+
+
+@dataclasses.dataclass
+class Splits:
+    """Raw train / validation / test datasets and their :class:`DatasetInfo`."""
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DatasetInfo
+
+
+def load(
+    name: str = "fashion_mnist",
+    *,
+    data_dir: str | None = None,
+    validation_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> Splits:
+    """Loads a dataset as raw train / validation / test splits.
+
+    Args:
+        name: A TFDS dataset name (``fashion_mnist``, ``cifar10``, ...) or
+            ``folder:/path`` for a directory with one sub-folder of images per class.
+        data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
+        validation_fraction: Share of the training examples held out for validation
+            when the dataset has no validation split. The hold-out is deterministic.
+        test_fraction: For folders without a ``test/`` sub-folder: share held out for test.
+        seed: Seed of the deterministic folder split.
+    """
+    if not 0 < validation_fraction < 1:
+        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+    if name.startswith(FOLDER_PREFIX):
+        return _load_folder(name, validation_fraction, test_fraction, seed)
+    return _load_tfds(name, data_dir, validation_fraction)
+
+
+def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The prepared TFDS builder for ``name``, preparing it first when needed.
+
+    ``fashion_mnist`` is prepared from the local IDX files when they are on disk
+    (identical data, no network); every other dataset is downloaded by TFDS.
+    """
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as error:
+        raise ValueError(
+            f"Unknown dataset '{name}'. Use a TFDS dataset name (see `tfds.list_builders()`, "
+            f"e.g. fashion_mnist, cifar10) or folder:/path/to/images."
+        ) from error
+    if builder.is_prepared():
+        return builder
+    if name == fashion_mnist.NAME and fashion_mnist.local_dir() is not None:
+        return fashion_mnist.prepare(data_dir)
+    try:
+        builder.download_and_prepare()
+    except Exception as error:  # TFDS raises many kinds; all mean the same to the user.
+        hint = (
+            " Install the offline copy with `apt-get install dataset-fashion-mnist`."
+            if name == fashion_mnist.NAME
+            else ""
+        )
+        raise RuntimeError(f"Could not download TFDS dataset '{name}': {error}.{hint}") from error
+    return builder
+
+
+def _load_tfds(name: str, data_dir: str | None, validation_fraction: float) -> Splits:
+    builder = prepare_tfds(name, data_dir)
+    info = builder.info
+    keys = info.supervised_keys
+    if not keys or "label" not in info.features or not hasattr(info.features["label"], "names"):
+        raise ValueError(f"TFDS dataset '{name}' is not an image classification dataset.")
+    splits = info.splits
+    if "test" not in splits:
+        raise ValueError(f"TFDS dataset '{name}' has no test split (it has {list(splits)}).")
+    percent = round(validation_fraction * 100)
+    if "validation" in splits:
+        split_names = {"train": "train", "validation": "validation", "test": "test"}
+    else:
+        split_names = {
+            "train": f"train[:{100 - percent}%]",
+            "validation": f"train[{100 - percent}%:]",
+            "test": "test",
+        }
+    datasets = {
+        split: builder.as_dataset(split=spec, as_supervised=True, shuffle_files=split == "train")
+        for split, spec in split_names.items()
+    }
+    image_shape = tuple(info.features[keys[0]].shape)
+    return Splits(
+        **datasets,
+        info=DatasetInfo(
+            name=name,
+            class_names=tuple(info.features[keys[1]].names),
+            num_examples={split: splits[spec].num_examples for split, spec in split_names.items()},
+            image_shape=image_shape,
+        ),
+    )
+
+
+def _list_classes(root: Path) -> dict[str, list[Path]]:
+    classes = {}
+    for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = sorted(
+            p for p in class_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if files:
+            classes[class_dir.name] = files
+    return classes
+
+
+def _check_images(files: list[Path]) -> None:
+    """Fails on the first file that is not a readable image, before training starts."""
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image.verify()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+            raise ValueError(
+                f"Image file '{path}' is unreadable or corrupt ({error}). Remove or replace it."
+            ) from error
+
+
+def _load_folder(name: str, validation_fraction: float, test_fraction: float, seed: int) -> Splits:
+    root = Path(name[len(FOLDER_PREFIX) :]).expanduser()
+    if not root.is_dir():
+        raise ValueError(f"Dataset folder '{root}' does not exist.")
+    has_splits = (root / "train").is_dir()
+    per_split = (
+        {s: _list_classes(root / s) for s in SPLITS if (root / s).is_dir()}
+        if has_splits
+        else {"train": _list_classes(root)}
+    )
+    class_names = tuple(per_split["train"])
+    if not class_names:
+        raise ValueError(
+            f"No images ({', '.join(IMAGE_SUFFIXES)}) in class sub-folders of '{root}'. "
+            f"Put each class's images in a folder named after the class: {root}/<class>/*.png."
+        )
+    if len(class_names) < 2:
+        raise ValueError(
+            f"'{root}' has a single class ('{class_names[0]}'); a classifier needs at least two "
+            f"class sub-folders."
+        )
+    for split, classes in per_split.items():
+        extra = set(classes) - set(class_names)
+        if extra:
+            raise ValueError(
+                f"Classes {sorted(extra)} of '{root / split}' are not in the train split."
+            )
+
+    # Hold out validation (and test) per class, so every class appears in each split.
+    files: dict[str, list[tuple[Path, int]]] = {s: [] for s in SPLITS}
+    rng = random.Random(seed)
+    for label, class_name in enumerate(class_names):
+        train = list(per_split["train"][class_name])
+        rng.shuffle(train)
+        carve = {"validation": validation_fraction, "test": test_fraction}
+        for split in ("validation", "test"):
+            if split in per_split:
+                files[split] += [(p, label) for p in per_split[split].get(class_name, [])]
+                continue
+            count = max(1, round(len(train) * carve[split])) if len(train) > 2 else 0
+            files[split] += [(p, label) for p in train[:count]]
+            train = train[count:]
+        files["train"] += [(p, label) for p in train]
+    for split in SPLITS:
+        if not files[split]:
+            raise ValueError(f"Folder '{root}' leaves the {split} split empty; add more images.")
+    _check_images([p for split in SPLITS for p, _ in files[split]])
+
+    def dataset(split: str) -> tf.data.Dataset:
+        paths = [str(p) for p, _ in files[split]]
+        labels = [label for _, label in files[split]]
+        ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
+        return ds.map(_read_image, num_parallel_calls=tf.data.AUTOTUNE)
+
+    return Splits(
+        **{split: dataset(split) for split in SPLITS},
+        info=DatasetInfo(
+            name=name,
+            class_names=class_names,
+            num_examples={split: len(files[split]) for split in SPLITS},
+            image_shape=(None, None, 3),
+        ),
+    )
+
+
+def _read_image(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return image, label

@@ -1,0 +1,221 @@
+"""Export of trained classifiers as SavedModels that TF Serving serves as they are.
+
+Layout: ``<base>/<model name>/<integer version>/`` (TF Serving's). Each version
+is written into a hidden temporary folder beside it and renamed into place
+when complete, so a crash never leaves a half-written version that a server
+would load.
+
+Signatures (``saved_model_cli show --all --dir <version dir>`` lists them):
+  ``serving_default``: ``images`` uint8 ``[batch, height, width, channels]``, any
+      size, 1, 3 or 4 channels; resizing, channel handling and normalisation
+      happen inside.
+  ``serving_bytes``: ``image_bytes`` string ``[batch]`` of encoded PNG/JPEG/BMP/GIF.
+Both return ``probabilities`` float32 ``[batch, classes]``, ``top5_indices``
+int32, ``top5_scores`` float32 and ``top5_names`` string, each ``[batch, k]``
+with ``k = min(5, classes)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kimnet.data.pipeline import normalize
+
+DEFAULT_SIGNATURE = "serving_default"
+BYTES_SIGNATURE = "serving_bytes"
+METADATA_FILE = "assets.extra/kimnet.json"
+_VERSION = re.compile(r"^\d+$")
+
+
+def versions(model_dir: str | os.PathLike) -> list[int]:
+    """Integer versions exported under ``model_dir``, ascending (complete ones only)."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        return []
+    return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and _VERSION.match(p.name))
+
+
+def _to_model_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+    """float images with 1, 3 or 4 channels (known only at run time) -> ``channels``."""
+    have = tf.shape(images)[-1]
+    rgb = tf.cond(
+        tf.equal(have, 1),
+        lambda: tf.repeat(images[..., :1], 3, axis=-1),
+        lambda: images[..., :3],
+    )
+    if channels == 1:
+        return tf.image.rgb_to_grayscale(rgb)
+    return rgb
+
+
+def _serving_functions(
+    model: keras.Model, class_names: list[str], image_size: int, normalization: str
+):
+    height, width, channels = model.input_shape[1:]
+    height, width = height or image_size, width or image_size
+    names = tf.constant(class_names)
+    k = min(5, len(class_names))
+
+    def classify(pixels: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = normalize(pixels, normalization)
+        probabilities = tf.cast(model(x, training=False), tf.float32)
+        scores, indices = tf.math.top_k(probabilities, k=k)
+        return {
+            "probabilities": probabilities,
+            "top5_indices": indices,
+            "top5_scores": scores,
+            "top5_names": tf.gather(names, indices),
+        }
+
+    def from_images(images: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = _to_model_channels(tf.cast(images, tf.float32), channels)
+        x = tf.image.resize(x, (height, width), antialias=True)
+        return classify(tf.clip_by_value(x, 0.0, 255.0))
+
+    def decode_one(data: tf.Tensor) -> tf.Tensor:
+        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        image = tf.image.resize(tf.cast(image, tf.float32), (height, width), antialias=True)
+        image.set_shape((height, width, 3))
+        return image
+
+    def from_bytes(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        x = tf.map_fn(decode_one, image_bytes, fn_output_signature=tf.float32)
+        x = _to_model_channels(x, channels)
+        return classify(tf.clip_by_value(x, 0.0, 255.0))
+
+    return from_images, from_bytes
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The model without training-only outputs (e.g. GoogLeNet's auxiliary heads)."""
+    if len(model.outputs) == 1:
+        return model
+    return keras.Model(model.inputs, model.outputs[0], name=model.name)
+
+
+def export(
+    model: keras.Model,
+    model_dir: str | os.PathLike,
+    *,
+    class_names: list[str] | tuple[str, ...],
+    normalization: str,
+    version: int | None = None,
+    metadata: dict | None = None,
+) -> Path:
+    """Writes ``model`` as version ``version`` (default: the next free one) of ``model_dir``.
+
+    Args:
+        model: A classifier returning class probabilities (its first output).
+        model_dir: ``<base>/<model name>``; created when missing.
+        class_names: Names of the classes, in output order.
+        normalization: The model family's input normalisation (its registry entry).
+        version: Integer version; an existing version is never overwritten.
+        metadata: Extra JSON-serialisable facts stored in ``assets.extra/kimnet.json``.
+
+    Returns:
+        The path of the version directory.
+    """
+    model = inference_model(model)
+    classes = model.output_shape[-1]
+    if len(class_names) != classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {classes} outputs.")
+    model_dir = Path(model_dir)
+    existing = versions(model_dir)
+    if version is None:
+        version = (existing[-1] + 1) if existing else 1
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"Export version must be a positive integer, got {version!r}.")
+    target = model_dir / str(version)
+    if target.exists():
+        raise FileExistsError(
+            f"Version {version} already exists in '{model_dir}'. Export as another version "
+            f"(omit the version to take the next free one, {max(existing, default=0) + 1})."
+        )
+    model_dir.mkdir(parents=True, exist_ok=True)
+
+    image_size = model.input_shape[1] or 224
+    from_images, from_bytes = _serving_functions(
+        model, list(class_names), image_size, normalization
+    )
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        DEFAULT_SIGNATURE,
+        from_images,
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
+    )
+    archive.add_endpoint(
+        BYTES_SIGNATURE,
+        from_bytes,
+        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+    )
+    staging = Path(tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=model_dir))
+    try:
+        archive.write_out(str(staging), verbose=False)
+        info = {
+            "class_names": list(class_names),
+            "image_size": image_size,
+            "channels": model.input_shape[-1],
+            "normalization": normalization,
+            **(metadata or {}),
+        }
+        (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
+        (staging / METADATA_FILE).write_text(json.dumps(info, indent=2))
+        staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from a server's user
+        os.rename(staging, target)  # atomic: the version appears complete or not at all
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+class Classifier:
+    """A loaded kimnet SavedModel that classifies numpy images or encoded image bytes."""
+
+    def __init__(self, path: str | os.PathLike):
+        path = Path(path)
+        if path.is_dir() and not (path / "saved_model.pb").exists() and versions(path):
+            path = path / str(versions(path)[-1])  # a model directory: take the latest version
+        if not (path / "saved_model.pb").exists():
+            raise ValueError(f"'{path}' is not a SavedModel directory (no saved_model.pb).")
+        self.path = path
+        self._loaded = tf.saved_model.load(str(path))
+        self._images = self._loaded.signatures[DEFAULT_SIGNATURE]
+        self._bytes = self._loaded.signatures[BYTES_SIGNATURE]
+        meta = path / METADATA_FILE
+        self.metadata = json.loads(meta.read_text()) if meta.exists() else {}
+        self.class_names = self.metadata.get("class_names")
+
+    @staticmethod
+    def _numpy(outputs: dict[str, tf.Tensor]) -> dict[str, np.ndarray]:
+        result = {key: value.numpy() for key, value in outputs.items()}
+        result["top5_names"] = result["top5_names"].astype(str)
+        return result
+
+    def predict(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        """uint8 images ``[batch, H, W]`` or ``[batch, H, W, C]`` -> the signature's outputs."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError(f"Images must be uint8 (0-255), got {images.dtype}.")
+        if images.ndim == 3:
+            images = images[..., None]
+        if images.ndim != 4:
+            raise ValueError(f"Images must be [batch, H, W(, C)], got shape {images.shape}.")
+        return self._numpy(self._images(images=tf.constant(images)))
+
+    def predict_bytes(self, encoded: list[bytes]) -> dict[str, np.ndarray]:
+        """Encoded images (PNG/JPEG/...) -> the signature's outputs."""
+        return self._numpy(self._bytes(image_bytes=tf.constant(list(encoded))))
+
+
+def load(path: str | os.PathLike) -> Classifier:
+    """Loads an exported version directory (or the latest version of a model directory)."""
+    return Classifier(path)

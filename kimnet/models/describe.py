@@ -1,0 +1,248 @@
+"""The model zoo at a glance: parameters, multiply-adds, stages, input sizes.
+
+``describe()`` builds each registered model once (1000 classes, the Keras
+Applications head), measures it and frees it, so memory stays bounded however
+many families are registered. Multiply-adds are computed from the built layers,
+never typed in:
+
+* ``Conv1D/2D/3D`` (grouped or not): output positions x kernel size, i.e.
+  ``H_out * W_out * k_h * k_w * (C_in / groups) * C_out``;
+* ``DepthwiseConv1D/2D``: output positions x ``k_h * k_w * C_in * depth_multiplier``;
+* ``SeparableConv1D/2D``: its depthwise part plus its pointwise part;
+* ``Dense``: ``C_in * C_out`` per output vector (once per position when it is
+  applied to a sequence or feature map);
+* layers of nested models, counted once per call of the nested model.
+
+Not counted: biases, batch normalisation, activations, pooling, element-wise
+additions and multiplications (squeeze-and-excite gating, residuals), resizing,
+transposed convolutions, ``EinsumDense`` and attention (``MultiHeadAttention``),
+and any layer type not listed above. These are small for convolutional networks;
+the figures match the papers' "multiply-adds" (MobileNetV2 ~300M, ResNet50 ~4.1G at 224 px).
+
+Command line (``make models``)::
+
+    python -m kimnet.models.describe [--size N] [names...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+from keras import layers
+
+from kimnet.models import registry
+from kimnet.models.stages import HEAD, stage_names
+
+
+def _positions(shape: Sequence[int | None]) -> int:
+    """Number of output vectors of a layer: the product of the non-batch, non-channel dims."""
+    dims = list(shape[1:-1])
+    if any(d is None for d in dims):
+        raise ValueError(
+            f"Cannot count multiply-adds for an output of unknown size {tuple(shape)}; build "
+            f"the model with a fixed input_shape."
+        )
+    return math.prod(dims)
+
+
+def _kernel_size(layer: keras.layers.Layer, attribute: str) -> int:
+    return math.prod(getattr(layer, attribute).shape)
+
+
+def _node_output_shapes(layer: keras.layers.Layer) -> list[tuple]:
+    """Output shape of each call of ``layer`` in the graphs it was built in."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if nodes:
+        return [tuple(node.output_tensors[0].shape) for node in nodes]
+    return [tuple(layer.output.shape)]
+
+
+def _calls(layer: keras.layers.Layer) -> int:
+    return max(1, len(getattr(layer, "_inbound_nodes", None) or ()))
+
+
+def layer_macs(layer: keras.layers.Layer) -> int:
+    """Multiply-adds of every call of one layer (0 for layers that are not counted)."""
+    if isinstance(layer, keras.Model):
+        return count_macs(layer) * _calls(layer)
+    if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
+        per_position = _kernel_size(layer, "depthwise_kernel") + _kernel_size(
+            layer, "pointwise_kernel"
+        )
+    elif isinstance(layer, layers.DepthwiseConv1D | layers.DepthwiseConv2D):
+        per_position = _kernel_size(layer, "kernel")
+    elif isinstance(layer, layers.Conv1D | layers.Conv2D | layers.Conv3D):
+        # kernel: (*window, C_in / groups, C_out), so its size is the MACs per position.
+        # (Conv*Transpose layers subclass other bases and are not counted.)
+        per_position = _kernel_size(layer, "kernel")
+    elif isinstance(layer, layers.Dense):
+        per_position = _kernel_size(layer, "kernel")
+    else:
+        return 0
+    return sum(per_position * _positions(shape) for shape in _node_output_shapes(layer))
+
+
+def count_macs(model: keras.Model) -> int:
+    """Multiply-adds of one forward pass of one image through ``model``.
+
+    See the module docstring for what is counted. ``model`` needs a fixed input size.
+    """
+    return sum(layer_macs(layer) for layer in model.layers)
+
+
+def _count_params(weights: Iterable[keras.Variable]) -> int:
+    return sum(math.prod(w.shape) for w in weights)
+
+
+def describe_model(model: keras.Model) -> dict[str, Any]:
+    """Measurements of an already built model (no registry metadata)."""
+    total = _count_params(model.weights)
+    return {
+        "params": total,
+        "trainable_params": _count_params(model.trainable_weights),
+        "macs": count_macs(model),
+        "stages": stage_names(model),
+    }
+
+
+def describe(name: str | None = None, input_size: int | None = None) -> list[dict[str, Any]]:
+    """One row per registered model (or only ``name``), measured at ``input_size``.
+
+    Each row holds: ``name``, ``family``, ``params`` and ``trainable_params`` (of the
+    model with its 1000-class head), ``macs`` (multiply-adds of one image at
+    ``input_size``), ``input_size`` (default: the model's ``default_size``),
+    ``stages`` (stage names, ending with ``head``), ``default_size``, ``min_size``,
+    ``normalization``, ``imagenet`` (whether ImageNet weights exist) and ``error``
+    (``None``, or why the model could not be built at ``input_size``).
+
+    Raises:
+        ValueError: ``name`` is not registered (the message suggests the nearest
+            name), or ``name`` was given and ``input_size`` is below its minimum.
+    """
+    specs = (
+        [registry.get(name)] if name is not None else [registry.get(n) for n in registry.names()]
+    )
+    if input_size is not None and input_size < 1:
+        raise ValueError(f"input_size must be a positive number of pixels, got {input_size}.")
+    rows = []
+    for spec in specs:
+        size = input_size or spec.default_size
+        row: dict[str, Any] = {
+            "name": spec.name,
+            "family": spec.family,
+            "params": None,
+            "trainable_params": None,
+            "macs": None,
+            "input_size": size,
+            "stages": [],
+            "default_size": spec.default_size,
+            "min_size": spec.min_size,
+            "normalization": spec.normalization,
+            "imagenet": spec.imagenet,
+            "error": None,
+        }
+        if size < spec.min_size:
+            message = f"'{spec.name}' needs inputs of at least {spec.min_size} px, got {size}."
+            if name is not None:
+                raise ValueError(message)
+            row["error"] = message
+            rows.append(row)
+            continue
+        model = spec(input_shape=(size, size, 3))
+        try:
+            row.update(describe_model(model))
+        finally:
+            del model
+            keras.backend.clear_session()
+            gc.collect()
+        rows.append(row)
+    return rows
+
+
+def _human(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return str(value)
+
+
+def _stages_text(names: list[str]) -> str:
+    """``stem,stage1-stage5,head`` when the stages are numbered, else the full list."""
+    numbered = [n for n in names if n.startswith("stage") and n[5:].isdigit()]
+    if not names:
+        return "-"
+    if numbered and numbered == [f"stage{i}" for i in range(1, len(numbered) + 1)]:
+        parts = [n for n in names if n not in numbered]
+        span = numbered[0] if len(numbered) == 1 else f"{numbered[0]}-{numbered[-1]}"
+        head = [p for p in parts if p != HEAD]
+        return ",".join([*head, span] + ([HEAD] if HEAD in parts else []))
+    return ",".join(names)
+
+
+_COLUMNS = (
+    ("model", lambda r: r["name"]),
+    ("family", lambda r: r["family"]),
+    ("params", lambda r: f"{r['params']:,}" if r["params"] is not None else "-"),
+    ("trainable", lambda r: f"{r['trainable_params']:,}" if r["params"] is not None else "-"),
+    ("MACs", lambda r: _human(r["macs"])),
+    ("at px", lambda r: str(r["input_size"])),
+    ("default px", lambda r: str(r["default_size"])),
+    ("min px", lambda r: str(r["min_size"])),
+    ("norm", lambda r: r["normalization"]),
+    ("imagenet", lambda r: "yes" if r["imagenet"] else "no"),
+    ("stages", lambda r: _stages_text(r["stages"]) if not r.get("error") else r["error"]),
+)
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The rows of :func:`describe` as an aligned plain-text table (numbers right-aligned)."""
+    header = [title for title, _ in _COLUMNS]
+    cells = [[render(row) for _, render in _COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
+    numeric = {"params", "trainable", "MACs", "at px", "default px", "min px"}
+
+    def line(values: list[str]) -> str:
+        parts = [
+            v.rjust(w) if title in numeric else v.ljust(w)
+            for v, w, title in zip(values, widths, header, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(c) for c in cells)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m kimnet.models.describe [--size N] [names...]``: prints the table."""
+    parser = argparse.ArgumentParser(
+        prog="python -m kimnet.models.describe",
+        description="Parameters, multiply-adds and input sizes of kimnet's models.",
+    )
+    parser.add_argument("names", nargs="*", help="registered model names (default: all)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input side in pixels for the multiply-adds (default: each model's own)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.names:
+            rows = [row for n in args.names for row in describe(n, args.size)]
+        else:
+            rows = describe(None, args.size)
+    except ValueError as error:
+        parser.error(str(error))
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

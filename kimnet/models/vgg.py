@@ -1,0 +1,198 @@
+"""VGG (Simonyan and Zisserman, 2014): configurations A, B, D and E, with or without batch norm.
+
+``vgg16`` and ``vgg19`` reproduce ``keras.applications.VGG16`` / ``VGG19`` layer for
+layer (``block1_conv1`` ... ``block5_pool``, ``flatten``, ``fc1``, ``fc2``,
+``predictions``), so Keras Applications' ImageNet weights load into them by name
+and the two models compute the same function. ``vgg11`` and ``vgg13`` follow the
+same naming. The ``_bn`` variants put batch normalisation and a separate ReLU
+after every convolution (``blockB_convC``, ``blockB_convC_bn``,
+``blockB_convC_relu``); their convolutions keep their biases, as in torchvision,
+so their parameter counts match torchvision's ``vgg*_bn``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+from keras import layers
+
+from kimnet.models import common
+from kimnet.models import weights as weights_lib
+from kimnet.models.alexnet import flatten_head, require_fixed_size
+from kimnet.models.registry import register
+from kimnet.models.stages import set_stages
+
+# Convolutions per block for each depth (the paper's configurations A, B, D, E).
+_CONVS_PER_BLOCK = {
+    11: (1, 1, 2, 2, 2),
+    13: (2, 2, 2, 2, 2),
+    16: (2, 2, 3, 3, 3),
+    19: (2, 2, 4, 4, 4),
+}
+_FILTERS = (64, 128, 256, 512, 512)
+# Keras Applications publishes ImageNet weights for these depths (plain form only).
+_KERAS_APPLICATIONS = {16: "VGG16", 19: "VGG19"}
+# Five 2x2 poolings need 32 px; small_input drops the last one, so 16 px suffice.
+_MIN_SIZE = 32
+_MIN_SIZE_SMALL = 16
+# torchvision's BatchNorm2d defaults (eps 1e-5, momentum 0.1 -> Keras 0.9).
+_BN = {"epsilon": 1e-5, "momentum": 0.9}
+
+
+def _block(
+    x: keras.KerasTensor, *, block: int, convs: int, filters: int, batch_norm: bool, pool: bool
+) -> keras.KerasTensor:
+    for index in range(1, convs + 1):
+        conv_name = f"block{block}_conv{index}"
+        if batch_norm:
+            x = layers.Conv2D(filters, 3, padding="same", name=conv_name)(x)
+            x = layers.BatchNormalization(name=f"{conv_name}_bn", **_BN)(x)
+            x = layers.ReLU(name=f"{conv_name}_relu")(x)
+        else:
+            x = layers.Conv2D(filters, 3, activation="relu", padding="same", name=conv_name)(x)
+    if pool:
+        x = layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
+    return x
+
+
+def _register_variants(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
+    """Registers the eight variants: vgg11 ... vgg19, plain and with batch norm."""
+    for depth in (11, 13, 16, 19):
+        for batch_norm in (False, True):
+            builder = register(
+                f"vgg{depth}_bn" if batch_norm else f"vgg{depth}",
+                family="vgg",
+                default_size=224,
+                min_size=_MIN_SIZE,
+                normalization="caffe",
+                imagenet=depth in _KERAS_APPLICATIONS and not batch_norm,
+                depth=depth,
+                batch_norm=batch_norm,
+            )(builder)
+    return builder
+
+
+@_register_variants
+def VGG(
+    include_top: bool = True,
+    weights: str | None = None,
+    input_tensor: keras.KerasTensor | None = None,
+    input_shape: Sequence[int | None] | None = None,
+    pooling: str | None = None,
+    classes: int = 1000,
+    classifier_activation: str | None = "softmax",
+    *,
+    depth: int = 16,
+    batch_norm: bool = False,
+    dropout_rate: float = 0.0,
+    small_input: bool = False,
+    name: str | None = None,
+) -> keras.Model:
+    """Builds VGG-11/13/16/19, optionally with batch normalisation.
+
+    Five blocks of 3x3 convolutions (64, 128, 256, 512, 512 filters, ``same``
+    padding, ReLU), each ending with 2x2 max pooling, then the flatten head.
+
+    Args:
+        include_top: ``True``: flatten the last map and classify with ``fc1`` (4096),
+            ``fc2`` (4096) and ``predictions``, exactly like Keras Applications; needs a
+            fixed input size, and ``fc1``'s size follows it (7x7x512 inputs at 224 px).
+            ``False``: the model ends at ``block5_pool`` (``block5_conv<N>`` with
+            ``small_input``), a 4D map, or its global pooling (see ``pooling``).
+        weights: ``None`` (random initialisation), ``"imagenet"`` (Keras Applications'
+            weights; ``vgg16`` and ``vgg19`` only; with ``include_top=True`` the input must
+            be 224x224 without ``small_input``) or the path to a ``.weights.h5`` file.
+        input_tensor: Optional Keras tensor to use as the model's input.
+        input_shape: ``(height, width, channels)``; defaults to ``(224, 224, 3)``. Sides
+            must be at least 32 px (16 px with ``small_input``).
+        pooling: With ``include_top=False``: ``None`` (4D map), ``"avg"`` or ``"max"``.
+            Ignored with ``include_top=True``, as in Keras Applications.
+        classes: Number of classes of the ``predictions`` layer.
+        classifier_activation: Activation of the ``predictions`` layer (``None`` for logits).
+        depth: 11, 13, 16 or 19 weight layers (fixed by the registered name).
+        batch_norm: Batch normalisation after every convolution (fixed by the name).
+        dropout_rate: Dropout after ``fc1`` and after ``fc2``. 0 (the default) keeps the
+            model identical to Keras Applications; the paper trains with 0.5.
+        small_input: For 28-64 px images: ``block5_pool`` is left out (overall stride 16
+            instead of 32), so a 28 px image ends at 1x1 instead of collapsing, 32 px at
+            2x2 and 64 px at 4x4. Every weight shape except ``fc1``'s is unchanged.
+        name: Model name; defaults to ``"vgg<depth>"`` (``"vgg<depth>_bn"``).
+
+    Returns:
+        A ``keras.Model`` with a stage map: ``stem`` (block 1), ``stage1``-``stage4``
+        (blocks 2-5, each with its pooling), then the ``head``.
+    """
+    if depth not in _CONVS_PER_BLOCK:
+        raise ValueError(f"depth must be one of {sorted(_CONVS_PER_BLOCK)}, got {depth!r}.")
+    model_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
+    published = depth in _KERAS_APPLICATIONS and not batch_norm
+    common.check_arguments(
+        name=model_name,
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        imagenet=published,
+    )
+    img_input = common.resolve_input(
+        name=model_name,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        default_size=224,
+        min_size=_MIN_SIZE_SMALL if small_input else _MIN_SIZE,
+    )
+    if include_top:
+        require_fixed_size(
+            img_input, name=model_name, reason="with include_top=True (flatten head)"
+        )
+        if weights == "imagenet" and (small_input or tuple(img_input.shape[1:3]) != (224, 224)):
+            raise ValueError(
+                f"weights='imagenet' with include_top=True needs 224x224 inputs and "
+                f"small_input=False (the size fc1 was trained at), got "
+                f"{tuple(img_input.shape[1:3])} with small_input={small_input}. Use "
+                f"include_top=False for other sizes."
+            )
+
+    x = img_input
+    stage_ends = []
+    stage_names = ("stem", "stage1", "stage2", "stage3", "stage4")
+    blocks = zip(_CONVS_PER_BLOCK[depth], _FILTERS, strict=True)
+    for block, (convs, filters) in enumerate(blocks, start=1):
+        x = _block(
+            x,
+            block=block,
+            convs=convs,
+            filters=filters,
+            batch_norm=batch_norm,
+            pool=not (small_input and block == 5),
+        )
+        stage_ends.append((stage_names[block - 1], common.layer_name(x)))
+
+    x = flatten_head(
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
+    )
+    model = keras.Model(common.model_inputs(img_input, input_tensor), x, name=name or model_name)
+    set_stages(model, stage_ends)
+
+    def reference() -> keras.Model:
+        application = getattr(keras.applications, _KERAS_APPLICATIONS[depth])
+        return application(
+            include_top=include_top,
+            weights="imagenet",
+            # Without the top the weights do not depend on the size: build size-free so
+            # small inputs (which Keras Applications rejects) still get the weights.
+            input_shape=tuple(img_input.shape[1:])
+            if include_top
+            else (None, None, img_input.shape[-1]),
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+        )
+
+    return weights_lib.load(model, weights, reference=reference if published else None)
