@@ -130,7 +130,25 @@ def parse(spec: str) -> list[tuple[str, float]]:
     return ops
 
 
-def build(spec: str, image_size: int, seed: int | None = None) -> keras.Sequential | None:
+class Augmenter(keras.layers.Layer):
+    """Applies its ops in order when ``training=True``; passes images through otherwise.
+
+    (Some KerasCV layers resize or centre-crop at inference; augmentation must not.)
+    """
+
+    def __init__(self, ops: list[keras.layers.Layer], **kwargs):
+        super().__init__(**kwargs)
+        self.ops = ops
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        for op in self.ops:
+            images = op(images, training=True)
+        return images
+
+
+def build(spec: str, image_size: int, seed: int | None = None) -> Augmenter | None:
     """A layer applying the ops of ``spec`` in order, or ``None`` for no augmentation.
 
     Call it with ``training=True`` on batches of float images in [0, 255] of
@@ -140,7 +158,7 @@ def build(spec: str, image_size: int, seed: int | None = None) -> keras.Sequenti
     if not ops:
         return None
     base = 0 if seed is None else seed
-    return keras.Sequential(
+    return Augmenter(
         [OPS[name].build(strength, image_size, base + i) for i, (name, strength) in enumerate(ops)],
         name="augment",
     )

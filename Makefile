@@ -1,0 +1,81 @@
+# kimnet: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+# make train / finetune variables
+MODEL ?= mobilenetv2
+DATASET ?= fashion_mnist
+EPOCHS ?=
+BATCH ?=
+AUGMENT ?=
+RUN ?=
+ARGS ?=
+train_flags = --model=$(MODEL) --dataset=$(DATASET) \
+	$(if $(EPOCHS),--epochs=$(EPOCHS)) $(if $(BATCH),--batch_size=$(BATCH)) \
+	$(if $(AUGMENT),--augment=$(AUGMENT)) $(if $(RUN),--run_name=$(RUN)) $(ARGS)
+
+# make serve variables
+MODEL_DIR ?= savedmodels
+HOST ?= 127.0.0.1
+PORT ?= 8501
+LOGDIR ?= runs
+
+.PHONY: help install data test test-slow lint format train tensorboard models bench bench-serve serve clean
+
+help:
+	@echo "make install              virtual environment in $(VENV), kimnet (editable), Fashion-MNIST"
+	@echo "make test                 fast test suite (make test-slow: the slow one)"
+	@echo "make train MODEL=name     train on DATASET (fashion_mnist), log to runs/, export to savedmodels/"
+	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= ARGS='--flag=value ...'"
+	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
+	@echo "make models               every registered model: parameters, multiply-adds, stages"
+	@echo "make serve                TF-Serving-compatible REST server for $(MODEL_DIR)/ on $(HOST):$(PORT)"
+	@echo "make lint / format        ruff"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install -e ".[dev]"
+	$(MAKE) data
+
+# Fashion-MNIST: from Debian's dataset-fashion-mnist when present (installed here when
+# running as root with apt), otherwise downloaded by TFDS.
+data: $(PY)
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get install -y dataset-fashion-mnist || (apt-get update && apt-get install -y dataset-fashion-mnist) || true; \
+	fi
+	$(PY) -m kimnet.data prepare fashion_mnist
+
+test: $(PY)
+	$(PY) -m pytest -q
+
+test-slow: $(PY)
+	$(PY) -m pytest -q -m slow
+
+lint: $(PY)
+	$(VENV)/bin/ruff check kimnet pipelines tests benchmarks
+	$(VENV)/bin/ruff format --check kimnet pipelines tests benchmarks
+
+format: $(PY)
+	$(VENV)/bin/ruff format kimnet pipelines tests benchmarks
+	$(VENV)/bin/ruff check --fix kimnet pipelines tests benchmarks
+
+train: $(PY)
+	$(PY) pipelines/train.py $(train_flags)
+
+tensorboard: $(PY)
+	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST)
+
+models: $(PY)
+	$(PY) -m kimnet.models.describe
+
+serve: $(PY)
+	$(VENV)/bin/kimnet serve --model_dir $(MODEL_DIR) --host $(HOST) --port $(PORT)
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
