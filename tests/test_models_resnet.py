@@ -32,8 +32,8 @@ TRAINABLE = {
     "se_resnext50": 27_559_896,
     "senet154": 115_088_984,
 }
-FAST_COUNTS = ["resnet18", "resnet34", "resnet50", "se_resnet50", "se_resnext50"]
-SLOW_COUNTS = ["resnet101", "resnet152", "se_resnet101", "senet154"]
+FAST_COUNTS = ["resnet18", "resnet34", "resnet50", "se_resnet50", "se_resnet101", "se_resnext50"]
+SLOW_COUNTS = ["resnet101", "resnet152", "senet154"]
 
 
 def trainable(model: keras.Model) -> int:
