@@ -319,7 +319,7 @@ def test_vgg_small_input(size, side):
     assert model.get_layer("block5_conv2").output.shape[1:] == (side, side, 512)
     assert model.get_layer("fc1").kernel.shape == (side * side * 512, 4096)
     assert run(model, images(size)).shape == (2, 10)
-    assert dict(model._kimnet_stage_ends)["stage4"] == "block5_conv2"
+    assert stages(model)["stage4"][-1].name == "block5_conv2"
     # Without small_input, 28 px would collapse: rejected with the fix in the message.
     with pytest.raises(ValueError, match="small_input"):
         get("vgg11")(input_shape=(28, 28, 3))
