@@ -404,6 +404,7 @@ def test_googlenet_layout_and_stages():
     assert features.output.shape[1:] == (None, None, 1024)
 
 
+@pytest.mark.filterwarnings("ignore:The structure of `inputs`")  # list-input inference model
 def test_googlenet_aux_outputs():
     model = get("googlenet")(aux_logits=True, input_shape=(64, 64, 3), classes=7)
     assert [out._keras_history.operation.name for out in model.outputs] == [
