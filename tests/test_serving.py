@@ -455,10 +455,10 @@ def test_batcher_groups_up_to_max_batch_size_and_isolates_failures():
             assert isinstance(result, ValueError)
         else:
             np.testing.assert_array_equal(result["y"], [[2.0 * i]])
-    assert max(recorder.sizes[:3]) == 4  # full batches of 4, 4, then the remaining 2
-    assert recorder.sizes[:3] == [4, 4, 2] or sorted(recorder.sizes[:3]) == [2, 4, 4]
-    assert 1 in recorder.sizes  # the failing batch was rerun one by one
-    assert alone["y"].shape == (6, 1) and recorder.sizes[-1] == 6
+    # Full batches of 4 and 4 (the second fails and is rerun one by one: 1, 1, 1, 1), then the
+    # remaining 2 after the timeout, then the request larger than a batch on its own.
+    assert recorder.sizes == [4, 4, 1, 1, 1, 1, 2, 6]
+    assert alone["y"].shape == (6, 1)
 
 
 def test_batching_off_runs_requests_alone():
@@ -490,6 +490,25 @@ def test_discovery_ignores_incomplete_versions(tmp_path):
     assert resolve_version_dir(tmp_path / "1") == tmp_path / "1"
     with pytest.raises(FileNotFoundError):
         resolve_version_dir(tmp_path / "5")
+
+
+def test_a_broken_version_is_reported_not_served(tmp_path):
+    from kimnet.serving import ModelRepository, ServingError
+
+    (tmp_path / "broken" / "1").mkdir(parents=True)
+    (tmp_path / "broken" / "1" / "saved_model.pb").write_bytes(b"not a protobuf")
+    (tmp_path / ".hidden" / "1").mkdir(parents=True)
+    repository = ModelRepository(tmp_path, poll_interval_s=0)
+    repository.scan()
+    assert repository.names() == []
+    (status,) = repository.status_json("broken")["model_version_status"]
+    assert status["version"] == "1" and status["state"] == "END"
+    assert status["status"]["error_code"] == "UNKNOWN" and status["status"]["error_message"]
+    with pytest.raises(ServingError) as error:
+        repository.get("broken")
+    assert error.value.status == 404
+    with pytest.raises(ServingError):
+        repository.status_json(".hidden")
 
 
 def _wait_for(predicate, timeout_s: float = 180.0) -> None:

@@ -38,18 +38,23 @@ class ServingError(Exception):
         self.status = status
 
 
-def complete_versions(model_dir: str | os.PathLike) -> list[int]:
-    """Integer-named version folders of ``model_dir`` that hold ``saved_model.pb``, ascending."""
-    path = Path(model_dir)
-    found = []
+def version_dirs(model_dir: str | os.PathLike) -> dict[int, Path]:
+    """``{version: folder}`` of the complete versions of ``model_dir``: integer-named folders
+    (``12`` or ``0012``) that hold ``saved_model.pb``."""
     try:
-        entries = list(path.iterdir())
+        entries = sorted(Path(model_dir).iterdir())
     except OSError:
-        return []
+        return {}
+    found: dict[int, Path] = {}
     for entry in entries:
         if _VERSION.match(entry.name) and (entry / "saved_model.pb").is_file():
-            found.append(int(entry.name))
-    return sorted(found)
+            found.setdefault(int(entry.name), entry)
+    return dict(sorted(found.items()))
+
+
+def complete_versions(model_dir: str | os.PathLike) -> list[int]:
+    """The complete versions of ``model_dir`` (see :func:`version_dirs`), ascending."""
+    return list(version_dirs(model_dir))
 
 
 def is_model_dir(path: str | os.PathLike) -> bool:
@@ -62,13 +67,13 @@ def resolve_version_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if (path / "saved_model.pb").is_file():
         return path
-    found = complete_versions(path)
+    found = version_dirs(path)
     if not found:
         raise FileNotFoundError(
             f"'{path}' is neither a SavedModel version folder (no saved_model.pb) nor a model "
             f"folder with integer-named versions."
         )
-    return path / str(found[-1])
+    return found[max(found)]
 
 
 def _fingerprint(version_dir: Path) -> tuple:
@@ -278,11 +283,12 @@ class ModelRepository:
             model = self._models.get(name)
         if model is None:
             model = _Model(name=name, directory=directory)
-        wanted = self._wanted(complete_versions(directory))
+        on_disk = version_dirs(directory)
+        wanted = self._wanted(list(on_disk))
         for version in sorted(wanted, reverse=True):  # newest first: it becomes the default
             if version in model.loaded:
                 continue
-            version_dir = directory / str(version)
+            version_dir = on_disk[version]
             fingerprint = _fingerprint(version_dir)
             failure = model.failed.get(version)
             if failure is not None and failure.fingerprint == fingerprint:
@@ -293,9 +299,10 @@ class ModelRepository:
             except Exception as error:  # a broken version must not stop the server
                 message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:500]
                 log.error("Failed to load %s version %d: %s", name, version, message)
-                model.failed[version] = _Failure(fingerprint, message)
+                with self._lock:  # copy on write: readers copy these dicts under the lock
+                    model.failed = {**model.failed, version: _Failure(fingerprint, message)}
+                    self._models[name] = model
                 continue
-            model.failed.pop(version, None)
             log.info(
                 "Loaded model '%s' version %d from %s in %.1f s.",
                 name,
@@ -305,6 +312,7 @@ class ModelRepository:
             )
             with self._lock:
                 model.loaded = {**model.loaded, version: loaded}
+                model.failed = {v: f for v, f in model.failed.items() if v != version}
                 self._models[name] = model
         with self._lock:
             gone = [v for v in model.loaded if v not in wanted]
