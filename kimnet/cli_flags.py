@@ -37,11 +37,15 @@ def define_train_flags() -> None:
     flags.DEFINE_float("weight_decay", d.weight_decay, "Decoupled weight decay (not on BN/bias).")
     flags.DEFINE_float("label_smoothing", d.label_smoothing, "Label smoothing of the loss.")
     flags.DEFINE_string(
-        "augment", d.augment, "Comma-separated augmentation ops, e.g. flip_h,crop=4,rotate=15; none."
+        "augment",
+        d.augment,
+        "Comma-separated augmentation ops, e.g. flip_h,crop=4,rotate=15; none.",
     )
     flags.DEFINE_float("dropout", d.dropout, "Dropout rate before the classifier.")
     flags.DEFINE_enum(
-        "small_input", d.small_input, SMALL_INPUT,
+        "small_input",
+        d.small_input,
+        SMALL_INPUT,
         "Use the family's small-input stem; auto: when image_size < 96.",
     )
     flags.DEFINE_multi_string(
@@ -56,7 +60,8 @@ def define_train_flags() -> None:
     flags.DEFINE_integer("export_version", None, "SavedModel version (default: next free one).")
     flags.DEFINE_boolean("overwrite", d.overwrite, "Replace an existing run directory.")
     flags.DEFINE_integer(
-        "bn_recalibration_batches", d.bn_recalibration_batches,
+        "bn_recalibration_batches",
+        d.bn_recalibration_batches,
         "Batches used to re-estimate batch-norm statistics before each evaluation (0: off).",
     )
     flags.DEFINE_boolean("quick", d.quick, "Shrink the run to a few batches (smoke test).")

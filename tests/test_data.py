@@ -29,7 +29,8 @@ def test_offline_prepare_writes_a_dataset_tfds_loads(tmp_path):
     idx = tmp_path / "idx"
     idx.mkdir()
     for name in fashion_mnist.FILES:
-        raw = gzip.open(src / name).read()
+        with gzip.open(src / name) as f:
+            raw = f.read()
         header = 16 if "images" in name else 8
         count = 20 if name.startswith("train") else 10
         item = 784 if "images" in name else 1
@@ -48,9 +49,12 @@ def test_offline_prepare_writes_a_dataset_tfds_loads(tmp_path):
     ds = tfds.load("fashion_mnist", split="train", data_dir=str(tmp_path / "tfds"))
     first = next(iter(ds))
     assert first["image"].shape == (28, 28, 1)
-    assert tfds.builder("fashion_mnist", data_dir=str(tmp_path / "tfds")).info.splits[
-        "test"
-    ].num_examples == 10
+    assert (
+        tfds.builder("fashion_mnist", data_dir=str(tmp_path / "tfds"))
+        .info.splits["test"]
+        .num_examples
+        == 10
+    )
 
 
 def test_validation_carve_is_deterministic(fmnist):

@@ -60,7 +60,9 @@ def test_any_size_and_channel_count(model, exported):
     loaded = kimnet.export.load(exported)
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (2, 50, 40, 3), dtype=np.uint8)
-    np.testing.assert_allclose(loaded.predict(rgb)["probabilities"], _reference(model, rgb), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(rgb)["probabilities"], _reference(model, rgb), atol=1e-5
+    )
     rgba = np.concatenate([rgb, np.full((2, 50, 40, 1), 255, np.uint8)], axis=-1)
     np.testing.assert_allclose(
         loaded.predict(rgba)["probabilities"], loaded.predict(rgb)["probabilities"], atol=1e-6

@@ -63,7 +63,13 @@ def test_output_shape_pooling_and_dropout():
 def test_stage_map():
     m = kimnet.models.get("mobilenetv2")(input_shape=(64, 64, 3), classes=10, alpha=0.35)
     assert kimnet.models.stage_names(m) == [
-        "stem", "stage1", "stage2", "stage3", "stage4", "stage5", "head",
+        "stem",
+        "stage1",
+        "stage2",
+        "stage3",
+        "stage4",
+        "stage5",
+        "head",
     ]
     grouped = kimnet.models.stages(m)
     assert sum(len(v) for v in grouped.values()) == len(m.layers)
@@ -117,7 +123,8 @@ def test_imagenet_weights_through_keras_applications(tmp_path, monkeypatch):
         m.get_layer("Conv1").get_weights()[0], source.get_layer("Conv1").get_weights()[0]
     )
     np.testing.assert_array_equal(
-        m.get_layer("predictions").get_weights()[1], source.get_layer("predictions").get_weights()[1]
+        m.get_layer("predictions").get_weights()[1],
+        source.get_layer("predictions").get_weights()[1],
     )
 
 

@@ -73,7 +73,9 @@ OPS: dict[str, Op] = {
         "random-resized crop keeping at least this share of the area (aspect 3/4-4/3)",
         0.35,
         lambda area, size, seed: keras_cv.layers.RandomCropAndResize(
-            (size, size), crop_area_factor=(area, 1.0), aspect_ratio_factor=(3 / 4, 4 / 3),
+            (size, size),
+            crop_area_factor=(area, 1.0),
+            aspect_ratio_factor=(3 / 4, 4 / 3),
             seed=seed,
         ),
     ),
@@ -123,7 +125,9 @@ def parse(spec: str) -> list[tuple[str, float]]:
         try:
             strength = float(value)
         except ValueError:
-            raise ValueError(f"Augmentation '{item}': strength '{value}' is not a number.") from None
+            raise ValueError(
+                f"Augmentation '{item}': strength '{value}' is not a number."
+            ) from None
         if strength < 0:
             raise ValueError(f"Augmentation '{item}': strength must not be negative.")
         ops.append((name, strength))

@@ -114,8 +114,11 @@ def sample_images(
     count: int = 16,
 ) -> tf.Tensor:
     """``count`` training images as the model sees them before normalisation, [0, 255]."""
-    images = next(iter(splits.train.take(count).map(lambda x, y: resize(x, image_size, channels))
-                       .batch(count)))
+    images = next(
+        iter(
+            splits.train.take(count).map(lambda x, y: resize(x, image_size, channels)).batch(count)
+        )
+    )
     if augmenter is not None:
         images = augmenter(images, training=True)
     return images

@@ -4,7 +4,18 @@
 >>> model = kimnet.models.get("mobilenetv2")(classes=10, input_shape=(32, 32, 3))
 """
 
-from kimnet.models import mobilenet_v2  # noqa: F401  (registers its builders)
+# Importing a family module registers its builders.
+from kimnet.models import (  # noqa: F401
+    alexnet,
+    densenet,
+    googlenet,
+    mobilenet,
+    mobilenet_v2,
+    mobilenet_v3,
+    resnet,
+    senet,
+    vgg,
+)
 from kimnet.models.registry import ModelSpec, get, names, register
 from kimnet.models.stages import stage_names, stage_output, stages
 

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
-from kimnet.models import common, weights as weights_lib
+from kimnet.models import common
+from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
 from kimnet.models.stages import set_stages
 
@@ -65,7 +66,11 @@ def _inverted_residual(
 
 
 @register(
-    "mobilenetv2", family="mobilenet", default_size=224, min_size=32, normalization="tf",
+    "mobilenetv2",
+    family="mobilenet",
+    default_size=224,
+    min_size=32,
+    normalization="tf",
     imagenet=True,
 )
 def MobileNetV2(
@@ -105,19 +110,32 @@ def MobileNetV2(
         A ``keras.Model`` with a stage map (``stem``, ``stage1``-``stage5``, ``head``).
     """
     common.check_arguments(
-        name="mobilenetv2", include_top=include_top, weights=weights, pooling=pooling,
-        classes=classes, imagenet=True,
+        name="mobilenetv2",
+        include_top=include_top,
+        weights=weights,
+        pooling=pooling,
+        classes=classes,
+        imagenet=True,
     )
     if weights == "imagenet" and small_input:
-        raise ValueError("weights='imagenet' needs small_input=False (the stem it was trained with).")
+        raise ValueError(
+            "weights='imagenet' needs small_input=False (the stem it was trained with)."
+        )
     img_input = common.resolve_input(
-        name="mobilenetv2", input_tensor=input_tensor, input_shape=input_shape,
-        default_size=224, min_size=16 if small_input else 32,
+        name="mobilenetv2",
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        default_size=224,
+        min_size=16 if small_input else 32,
     )
 
     x = layers.Conv2D(
-        common.make_divisible(32 * alpha, 8), 3, strides=1 if small_input else 2,
-        padding="same", use_bias=False, name="Conv1",
+        common.make_divisible(32 * alpha, 8),
+        3,
+        strides=1 if small_input else 2,
+        padding="same",
+        use_bias=False,
+        name="Conv1",
     )(img_input)
     x = layers.BatchNormalization(name="bn_Conv1", **_BN)(x)
     x = layers.ReLU(6.0, name="Conv1_relu")(x)
@@ -128,8 +146,12 @@ def MobileNetV2(
     for expansion, filters, repeats, first_stride in _BLOCKS:
         for repeat in range(repeats):
             x = _inverted_residual(
-                x, expansion=expansion, stride=first_stride if repeat == 0 else 1,
-                alpha=alpha, filters=filters, block_id=block_id,
+                x,
+                expansion=expansion,
+                stride=first_stride if repeat == 0 else 1,
+                alpha=alpha,
+                filters=filters,
+                block_id=block_id,
             )
             if block_id in last_layer:
                 stage_ends.append((last_layer[block_id], common.layer_name(x)))
@@ -142,20 +164,29 @@ def MobileNetV2(
     stage_ends[-1] = ("stage5", "out_relu")
 
     x = common.classifier_head(
-        x, include_top=include_top, pooling=pooling, classes=classes,
-        classifier_activation=classifier_activation, dropout_rate=dropout_rate,
+        x,
+        include_top=include_top,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout_rate=dropout_rate,
     )
     size = img_input.shape[1] or 224
     model = keras.Model(
-        common.model_inputs(img_input, input_tensor), x,
+        common.model_inputs(img_input, input_tensor),
+        x,
         name=name or f"mobilenetv2_{alpha:0.2f}_{size}",
     )
     set_stages(model, stage_ends)
 
     def reference() -> keras.Model:
         return keras.applications.MobileNetV2(
-            include_top=include_top, weights="imagenet", input_shape=tuple(img_input.shape[1:]),
-            alpha=alpha, pooling=pooling, classes=classes,
+            include_top=include_top,
+            weights="imagenet",
+            input_shape=tuple(img_input.shape[1:]),
+            alpha=alpha,
+            pooling=pooling,
+            classes=classes,
             classifier_activation=classifier_activation,
         )
 

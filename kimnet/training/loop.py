@@ -121,12 +121,13 @@ def _train(config: TrainConfig, export_root: Path) -> RunResult:
         seed=config.seed,
     )
     steps_per_epoch = math.ceil(info.num_examples["train"] / config.batch_size)
-    if config.quick:
-        steps_per_epoch = min(steps_per_epoch, QUICK_TRAIN_BATCHES)
-        for split in ("validation", "test"):
-            pipelines[split] = pipelines[split].take(QUICK_EVAL_BATCHES)
     if config.steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, config.steps_per_epoch)
+    elif config.quick:
+        steps_per_epoch = min(steps_per_epoch, QUICK_TRAIN_BATCHES)
+    if config.quick:
+        for split in ("validation", "test"):
+            pipelines[split] = pipelines[split].take(QUICK_EVAL_BATCHES)
     outputs = len(model.outputs)
     to_targets = _one_hot(info.num_classes, outputs)
     train_ds = pipelines["train"].take(steps_per_epoch).map(to_targets).repeat()
@@ -173,8 +174,12 @@ def _train(config: TrainConfig, export_root: Path) -> RunResult:
     ]
     logging.info(
         "Training %s (%s parameters) on %s: %d train / %d validation images, %d steps/epoch.",
-        config.model, f"{model.count_params():,}", info.name, info.num_examples["train"],
-        info.num_examples["validation"], steps_per_epoch,
+        config.model,
+        f"{model.count_params():,}",
+        info.name,
+        info.num_examples["train"],
+        info.num_examples["validation"],
+        steps_per_epoch,
     )
     start = time.perf_counter()
     history = model.fit(

@@ -7,7 +7,9 @@ import keras
 from kimnet.training.config import TrainConfig
 
 
-def learning_rate_schedule(config: TrainConfig, steps_per_epoch: int) -> keras.optimizers.schedules.LearningRateSchedule:
+def learning_rate_schedule(
+    config: TrainConfig, steps_per_epoch: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
     """Linear warm-up from 0 over ``warmup_epochs``, then cosine decay to 0 at the end."""
     total = max(1, config.epochs * steps_per_epoch)
     warmup = min(int(config.warmup_epochs * steps_per_epoch), total - 1)

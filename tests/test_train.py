@@ -1,0 +1,159 @@
+"""Training runs: flag validation, the pipeline script's errors, one real end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import kimnet.export
+from kimnet.training import TrainConfig, train
+from kimnet.training.callbacks import recalibrate_batchnorm
+from kimnet.training.optim import learning_rate_schedule
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model": "resnet5"}, "Unknown model 'resnet5'.*Known models:.*mobilenetv2"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"image_size": 4}, "image_size must be between"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"augment": "flip_h,spin"}, "Unknown augmentation 'spin'"),
+        ({"optimizer": "adagrad"}, "Unknown optimizer 'adagrad'"),
+        ({"run_name": "../escape"}, "Run name"),
+        ({"image_size": 24, "small_input": "false"}, "below mobilenetv2's minimum"),
+    ],
+)
+def test_config_validation(changes, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**changes).validate()
+
+
+def test_default_run_name():
+    assert TrainConfig().resolved_run_name() == "fmnist-mobilenetv2"
+    assert TrainConfig(dataset="folder:/data/my photos").resolved_run_name() == (
+        "my-photos-mobilenetv2"
+    )
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    schedule = learning_rate_schedule(TrainConfig(epochs=4, learning_rate=0.1, warmup_epochs=1), 10)
+    values = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
+    assert values[0] == 0.0 and values[1] == pytest.approx(0.05)
+    assert values[2] == pytest.approx(0.1) and 0 < values[3] < 0.1
+    assert values[4] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_precise_batchnorm_averages_batch_statistics():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(momentum=0.999)(inputs))
+    batches = [np.full((4, 3), value, np.float32) + np.arange(4)[:, None] for value in (0, 10)]
+    dataset = tf.data.Dataset.from_tensor_slices((np.concatenate(batches), np.zeros(8)))
+    assert recalibrate_batchnorm(model, dataset.batch(4), batches=5) == 2
+    bn = model.layers[-1]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [6.5] * 3, atol=1e-5)  # mean of 1.5, 11.5
+    np.testing.assert_allclose(bn.moving_variance.numpy(), [1.25] * 3, atol=1e-5)
+    assert bn.momentum == 0.999  # restored
+
+
+def _run_script(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "pipelines" / "train.py"), *flags],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--model=vgg17"], "Unknown model 'vgg17'"),
+        (["--epochs=abc"], "epochs"),
+        (["--batch_size=-4"], "batch_size must be at least 1"),
+        (["--augment=blur"], "Unknown augmentation 'blur'"),
+        (["--dataset=folder:/no/such/dir"], "does not exist"),
+    ],
+)
+def test_script_rejects_bad_flags_with_exit_status_2(flags, message, tmp_path):
+    result = _run_script(*flags, f"--workdir={tmp_path}/runs", f"--export_dir={tmp_path}/saved")
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message in last
+    assert not (tmp_path / "saved").exists()
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """A real, short Fashion-MNIST run: 2 epochs of 60 batches of 64 images."""
+    root = tmp_path_factory.mktemp("train")
+    config = TrainConfig(
+        model_args={"alpha": 0.35},
+        epochs=2,
+        batch_size=64,
+        steps_per_epoch=60,
+        quick=True,
+        workdir=str(root / "runs"),
+        export_dir=str(root / "saved"),
+        run_name="e2e",
+    )
+    return config, train(config)
+
+
+def test_run_directory_contents(quick_run):
+    config, result = quick_run
+    run = result.run_dir
+    assert json.loads((run / "config.json").read_text())["model_args"] == {"alpha": 0.35}
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in (
+        "test_top1",
+        "test_top5",
+        "parameters",
+        "epochs",
+        "wall_time_seconds",
+        "train_images_per_second",
+    ):
+        assert key in metrics
+    assert metrics["epochs"] == 2 and metrics["train_images_per_second"] > 0
+    assert (run / "checkpoints" / "last.weights.h5").exists()
+    assert (run / "checkpoints" / "best.weights.h5").exists()
+    tags = set()
+    for event_file in (run / "tensorboard").rglob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(event_file)):
+            tags.update(value.tag for value in event.summary.value)
+    assert {"epoch_loss", "epoch_top1", "epoch_top5", "epoch_learning_rate"} <= tags
+    assert "augmented_train_images" in tags
+
+
+def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, fmnist):
+    config, result = quick_run
+    # The run evaluated the first QUICK_EVAL_BATCHES batches of the test split.
+    test = list(fmnist.test.take(5 * config.batch_size).as_numpy_iterator())
+    images = np.stack([x for x, _ in test])
+    labels = np.array([y for _, y in test])
+    classifier = kimnet.export.load(result.export_dir)
+    predicted = classifier.predict(images)["top5_indices"][:, 0]
+    accuracy = float(np.mean(predicted == labels))
+    assert accuracy > 0.5, f"accuracy {accuracy} after a short run; chance is 0.1"
+    assert accuracy == pytest.approx(result.metrics["test_top1"], abs=1.5 / len(labels))
+    assert classifier.class_names == list(fmnist.info.class_names)
+
+
+def test_second_run_with_the_same_name_is_refused(quick_run):
+    config, _ = quick_run
+    with pytest.raises(FileExistsError, match="already exists"):
+        train(config)
+    export_version = TrainConfig(**{**config.__dict__, "overwrite": True, "export_version": 1})
+    with pytest.raises(FileExistsError, match="already exists"):
+        train(export_version)
+    assert kimnet.export.versions(Path(config.export_dir) / "e2e") == [1]
