@@ -26,7 +26,7 @@ class TrainConfig:
     dataset: str = "fashion_mnist"
     data_dir: str | None = None
     image_size: int = 32
-    epochs: int = 5
+    epochs: int = 3
     batch_size: int = 128
     optimizer: str = "adamw"
     learning_rate: float = 2e-3
