@@ -32,6 +32,7 @@ help:
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= ARGS='--flag=value ...'"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
 	@echo "make models               every registered model: parameters, multiply-adds, stages"
+	@echo "make bench / bench-serve  input-pipeline and training throughput / server load benchmark"
 	@echo "make serve                TF-Serving-compatible REST server for $(MODEL_DIR)/ on $(HOST):$(PORT)"
 	@echo "make lint / format        ruff"
 
@@ -73,6 +74,12 @@ tensorboard: $(PY)
 
 models: $(PY)
 	$(PY) -m kimnet.models.describe
+
+bench: $(PY)
+	$(PY) benchmarks/bench_input.py
+
+bench-serve: $(PY)
+	$(PY) benchmarks/bench_serve.py
 
 serve: $(PY)
 	$(VENV)/bin/kimnet serve --model_dir $(MODEL_DIR) --host $(HOST) --port $(PORT)
