@@ -58,7 +58,8 @@ def main() -> None:
     args = parser.parse_args()
 
     splits = kimnet.data.load("fashion_mnist")
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}; batch {args.batch_size}")
+    cpu = platform.processor() or "cpu"
+    print(f"machine: {platform.machine()} ({cpu}), batch {args.batch_size}")
     print("\n| what | images/s |\n| --- | ---: |")
     for spec in SPECS:
         rate = pipeline_rate(splits, spec, args.batches, args.batch_size)
