@@ -45,6 +45,7 @@ class TrainConfig:
     workdir: str = "runs"
     export_dir: str = "savedmodels"
     export_version: int | None = None
+    export: bool = True  # False: no SavedModel (studies that run many short trainings)
     overwrite: bool = False
     bn_recalibration_batches: int = 20
     # Shrinks the run for a quick local check: a few batches of each split.

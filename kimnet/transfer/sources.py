@@ -1,0 +1,206 @@
+"""Pretrained sources: ImageNet (Keras Applications), a weights file, or a kimnet run.
+
+Weights are matched to the target model by layer name and shape, one layer at a
+time, so a source trained with another class count still provides the whole
+backbone and only the classifier is initialised afresh. Every backbone layer
+(every stage but the head) must find its weights; otherwise the source does not
+fit the architecture and loading fails before any training, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import keras
+import numpy as np
+
+from kimnet.models import registry
+from kimnet.models.stages import HEAD
+from kimnet.models.stages import stages as stage_map
+
+RUN_WEIGHTS = Path("checkpoints") / "last.weights.h5"
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What a source provided: loaded layers and parameters, and what was initialised."""
+
+    source: str
+    loaded_layers: int = 0
+    loaded_parameters: int = 0
+    initialised_layers: list[str] = dataclasses.field(default_factory=list)
+    initialised_parameters: int = 0
+
+    def summary(self) -> str:
+        fresh = ", ".join(self.initialised_layers) or "none"
+        return (
+            f"Loaded {self.loaded_layers} layers ({self.loaded_parameters:,} parameters) from "
+            f"{self.source}; initialised {len(self.initialised_layers)} layers "
+            f"({self.initialised_parameters:,} parameters): {fresh}."
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def read_run(run_dir: str | Path) -> dict:
+    """The config.json of the kimnet run ``run_dir``; fails when it is not a finished run."""
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"--init_from: no run directory '{path}'.")
+    config_path = path / "config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"--init_from: '{path}' is not a kimnet run (it has no config.json); pass "
+            f"runs/<name> of a finished `make train` run."
+        )
+    if not (path / RUN_WEIGHTS).is_file():
+        raise FileNotFoundError(
+            f"--init_from: run '{path}' has no {RUN_WEIGHTS}; it did not finish training."
+        )
+    return json.loads(config_path.read_text())
+
+
+def check_run_architecture(
+    source: dict, run_dir: str | Path, model: str, model_args: dict
+) -> dict[str, object]:
+    """The model arguments to build with: the run's unless ``model_args`` are given.
+
+    Raises ``ValueError`` when the run trained another architecture.
+    """
+    if registry.get(source["model"]).name != registry.get(model).name:
+        raise ValueError(
+            f"--init_from: run '{run_dir}' trained {source['model']}, not {model}. Pass "
+            f"--model={source['model']}, or a run of {model}."
+        )
+    source_args = dict(source.get("model_args") or {})
+    if model_args and model_args != source_args:
+        raise ValueError(
+            f"--init_from: run '{run_dir}' built {model} with {source_args or 'no arguments'}, "
+            f"not {model_args}; drop --model_arg to use the run's."
+        )
+    return source_args
+
+
+def _snake_case(class_name: str) -> str:
+    """``BatchNormalization`` -> ``batch_normalization``, as Keras names saved layers."""
+    name = re.sub(r"\W+", "", class_name)
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def saved_layer_keys(model: keras.Model) -> dict[str, str]:
+    """``{layer name: its group in a .weights.h5 file}``.
+
+    Keras 3 stores a functional model's layers under their class names numbered
+    in layer order (``conv2d``, ``conv2d_1``, ...), not under the layer names, so
+    a layer's group is found by its class and its rank among layers of that class.
+    """
+    seen: dict[str, int] = {}
+    keys = {}
+    for layer in model.layers:
+        base = _snake_case(type(layer).__name__)
+        rank = seen.get(base, -1) + 1
+        seen[base] = rank
+        keys[layer.name] = base if rank == 0 else f"{base}_{rank}"
+    return keys
+
+
+def _file_values(path: Path, model: keras.Model) -> Callable[[str], list[np.ndarray] | None]:
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ValueError(f"'{path}' is not a Keras .weights.h5 file ({error}).") from error
+    with handle:
+        if "layers" not in handle:
+            raise ValueError(f"'{path}' is not a Keras 3 .weights.h5 file (no 'layers' group).")
+        stored = {}
+        for name, group in handle["layers"].items():
+            variables = group.get("vars")
+            if variables is not None and len(variables):
+                stored[name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
+    keys = saved_layer_keys(model)
+
+    def values_of(layer_name: str) -> list[np.ndarray] | None:
+        return stored.get(keys[layer_name])
+
+    return values_of
+
+
+def _copy(model: keras.Model, values_of: Callable, source: str) -> LoadReport:
+    """Copies every layer's weights found by ``values_of(layer name)`` with matching shapes."""
+    report = LoadReport(source=source)
+    head = {layer.name for layer in stage_map(model)[HEAD]}
+    missing = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = values_of(layer.name)
+        expected = [tuple(w.shape) for w in layer.weights]
+        size = int(sum(np.prod(s) for s in expected))
+        if values is not None and [tuple(v.shape) for v in values] == expected:
+            layer.set_weights(values)
+            report.loaded_layers += 1
+            report.loaded_parameters += size
+            continue
+        report.initialised_layers.append(layer.name)
+        report.initialised_parameters += size
+        if layer.name not in head:
+            found = "absent" if values is None else f"shapes {[tuple(v.shape) for v in values]}"
+            missing.append(f"'{layer.name}' (needs {expected}, source: {found})")
+    if missing:
+        raise ValueError(
+            f"{source} does not fit {model.name}: {len(missing)} backbone layers have no "
+            f"matching weights, e.g. {'; '.join(missing[:3])}. It was saved from another "
+            f"architecture or other model arguments (--model, --model_arg)."
+        )
+    if report.loaded_layers == 0:
+        raise ValueError(f"{source} provided no weights for {model.name}.")
+    return report
+
+
+def load_file(model: keras.Model, path: str | Path, source: str | None = None) -> LoadReport:
+    """Loads a ``.weights.h5`` file by layer name; the head is initialised if it differs."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"Weights file '{path}' does not exist.")
+    return _copy(model, _file_values(path, model), source or f"'{path}'")
+
+
+def load_run(model: keras.Model, run_dir: str | Path) -> LoadReport:
+    """Loads the final weights of the kimnet run ``run_dir``."""
+    read_run(run_dir)
+    return load_file(model, Path(run_dir).expanduser() / RUN_WEIGHTS, f"run '{run_dir}'")
+
+
+def load_imagenet(
+    model: keras.Model, spec: registry.ModelSpec, build_reference: Callable[[], keras.Model]
+) -> LoadReport:
+    """Copies Keras Applications' ImageNet weights (through ``build_reference``) by name."""
+    if not spec.imagenet:
+        with_weights = [n for n in registry.names() if registry.get(n).imagenet]
+        raise ValueError(
+            f"No ImageNet weights are published for {spec.name}. Models that have them: "
+            f"{', '.join(with_weights)}."
+        )
+    try:
+        reference = build_reference()
+    except ValueError:
+        raise
+    except Exception as error:  # download or cache failures, of many kinds
+        raise ValueError(
+            f"Could not get the ImageNet weights of {spec.name} ({error}). They are downloaded "
+            f"by Keras Applications into ~/.keras/models on first use."
+        ) from error
+    by_name = {layer.name: layer for layer in reference.layers}
+
+    def values_of(name: str):
+        layer = by_name.get(name)
+        return layer.get_weights() if layer is not None and layer.weights else None
+
+    return _copy(model, values_of, f"ImageNet weights of {spec.name}")
