@@ -35,12 +35,15 @@ class TransferConfig:
         weights: ``"imagenet"`` or the path of a ``.weights.h5`` file.
         init_from: A kimnet run directory (``runs/<name>``) whose final weights are loaded.
         freeze: Freezing strategy for the whole run (:mod:`kimnet.transfer.freezing`);
-            ``None``: ``none``. Exclusive with ``schedule``.
+            ``None``: ``none``, or ``backbone`` with ``features_from``. Exclusive with
+            ``schedule``.
         schedule: Gradual unfreezing phases (:mod:`kimnet.transfer.schedule`); sets the epochs.
         unfreeze_lr_scale: Learning-rate factor of phases in which backbone stages train.
         discriminative_lr: Each stage below the head learns this factor more slowly than
             the next one (head x1, last stage x f, the one before x f^2, ...); 1 is off.
         features_from: Cut the backbone after this stage and train a head on its features.
+        new_head: Initialise the head afresh even when the source's fits (a new task with
+            the same class count); it always is when the class count differs.
         classes: Keep only these class indices of the dataset (relabelled in order).
         train_examples / validation_examples / test_examples: Keep the first N of a split.
     """
@@ -52,6 +55,7 @@ class TransferConfig:
     unfreeze_lr_scale: float = 0.1
     discriminative_lr: float = 1.0
     features_from: str | None = None
+    new_head: bool = False
     classes: list[int] | None = None
     train_examples: int | None = None
     validation_examples: int | None = None
@@ -178,7 +182,7 @@ class FinetuneHooks(loop.TrainHooks):
         t = self.transfer
         model, spec = loop.build_model(config, num_classes)
         if t.init_from:
-            self.load_report = sources.load_run(model, t.init_from)
+            self.load_report = sources.load_run(model, t.init_from, new_head=t.new_head)
         elif t.weights == "imagenet":
             kwargs = dict(config.model_args)
             if config.use_small_input():
@@ -194,7 +198,7 @@ class FinetuneHooks(loop.TrainHooks):
 
             self.load_report = sources.load_imagenet(model, spec, reference)
         elif t.weights:
-            self.load_report = sources.load_file(model, t.weights)
+            self.load_report = sources.load_file(model, t.weights, new_head=t.new_head)
         if self.load_report is not None:
             print(self.load_report.summary(), flush=True)
             self.extra_config["loaded"] = self.load_report.to_dict()
@@ -208,8 +212,9 @@ class FinetuneHooks(loop.TrainHooks):
         t = self.transfer
         if t.schedule:
             return schedule.parse(t.schedule, stage_names(model))
-        freezing.frozen_stages(model, t.freeze or "none")  # validates the name
-        return [schedule.PhaseSpec(t.freeze or "none", config.epochs, config.learning_rate)]
+        strategy = t.freeze or ("backbone" if t.features_from else "none")
+        freezing.frozen_stages(model, strategy)  # validates the name
+        return [schedule.PhaseSpec(strategy, config.epochs, config.learning_rate)]
 
     def _phases(self, config: TrainConfig, model: keras.Model) -> list[loop.Phase]:
         t = self.transfer

@@ -132,15 +132,20 @@ def _file_values(path: Path, model: keras.Model) -> Callable[[str], list[np.ndar
     return values_of
 
 
-def _copy(model: keras.Model, values_of: Callable, source: str) -> LoadReport:
-    """Copies every layer's weights found by ``values_of(layer name)`` with matching shapes."""
+def _copy(
+    model: keras.Model, values_of: Callable, source: str, new_head: bool = False
+) -> LoadReport:
+    """Copies every layer's weights found by ``values_of(layer name)`` with matching shapes.
+
+    ``new_head``: the head keeps its fresh initialisation even where the source fits it.
+    """
     report = LoadReport(source=source)
     head = {layer.name for layer in stage_map(model)[HEAD]}
     missing = []
     for layer in model.layers:
         if not layer.weights:
             continue
-        values = values_of(layer.name)
+        values = None if new_head and layer.name in head else values_of(layer.name)
         expected = [tuple(w.shape) for w in layer.weights]
         size = int(sum(np.prod(s) for s in expected))
         if values is not None and [tuple(v.shape) for v in values] == expected:
@@ -164,18 +169,22 @@ def _copy(model: keras.Model, values_of: Callable, source: str) -> LoadReport:
     return report
 
 
-def load_file(model: keras.Model, path: str | Path, source: str | None = None) -> LoadReport:
-    """Loads a ``.weights.h5`` file by layer name; the head is initialised if it differs."""
+def load_file(
+    model: keras.Model, path: str | Path, source: str | None = None, *, new_head: bool = False
+) -> LoadReport:
+    """Loads a ``.weights.h5`` file; the head is initialised if it differs (or ``new_head``)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"Weights file '{path}' does not exist.")
-    return _copy(model, _file_values(path, model), source or f"'{path}'")
+    return _copy(model, _file_values(path, model), source or f"'{path}'", new_head)
 
 
-def load_run(model: keras.Model, run_dir: str | Path) -> LoadReport:
+def load_run(model: keras.Model, run_dir: str | Path, *, new_head: bool = False) -> LoadReport:
     """Loads the final weights of the kimnet run ``run_dir``."""
     read_run(run_dir)
-    return load_file(model, Path(run_dir).expanduser() / RUN_WEIGHTS, f"run '{run_dir}'")
+    return load_file(
+        model, Path(run_dir).expanduser() / RUN_WEIGHTS, f"run '{run_dir}'", new_head=new_head
+    )
 
 
 def load_imagenet(
@@ -203,4 +212,4 @@ def load_imagenet(
         layer = by_name.get(name)
         return layer.get_weights() if layer is not None and layer.weights else None
 
-    return _copy(model, values_of, f"ImageNet weights of {spec.name}")
+    return _copy(model, values_of, f"ImageNet weights of {spec.name}", new_head=True)
