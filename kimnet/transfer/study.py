@@ -20,6 +20,7 @@ import dataclasses
 import importlib.util
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def load_config(path: str | Path, quick: bool = False):
         raise FileNotFoundError(f"Experiment config '{path}' does not exist.")
     spec = importlib.util.spec_from_file_location(f"kimnet_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"'{path}' has no get_config(quick=False) function.")
