@@ -133,10 +133,11 @@ async def _run_load(
             started = time.perf_counter()
             try:
                 response = await session.post(url, json=body)
-                if response.status_code != 200 or "predictions" not in response.json():
+                answer = response.json()
+                if response.status_code != 200 or not ({"predictions", "outputs"} & set(answer)):
                     failures.append(f"HTTP {response.status_code}: {response.text[:200]}")
                     continue
-            except httpx.HTTPError as error:
+            except (httpx.HTTPError, ValueError) as error:  # connection problems, non-JSON body
                 failures.append(f"{type(error).__name__}: {error}")
                 continue
             latencies.append(time.perf_counter() - started)
