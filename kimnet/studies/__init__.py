@@ -1,0 +1,1 @@
+"""Studies: several training runs with one shared budget, summarised in one table."""
