@@ -26,14 +26,14 @@ class TransferStudyConfig:
     source_classes: tuple[int, ...] = (0, 1, 2, 3, 4)
     target_classes: tuple[int, ...] = (5, 6, 7, 8, 9)
     # Pretraining on the source task.
-    pretrain_epochs: int = 3
-    pretrain_steps_per_epoch: int = 60
+    pretrain_epochs: int = 2
+    pretrain_steps_per_epoch: int = 50
     pretrain_batch_size: int = 64
     # Target task: training-set sizes and the epochs every method gets at each size.
-    target_sizes: tuple[int, ...] = (100, 1000)
-    target_epochs: tuple[int, ...] = (12, 4)
+    target_sizes: tuple[int, ...] = (100, 400)
+    target_epochs: tuple[int, ...] = (6, 3)
     batch_size: int = 32
-    learning_rate: float = 2e-3
+    learning_rate: float = 5e-3
     # Gradual unfreezing: (first trainable stage, share of the epochs) per phase.
     gradual: tuple[tuple[str, float], ...] = (("head", 1 / 3), ("stage4", 1 / 3), ("all", 1 / 3))
     unfreeze_lr_scale: float = 0.5
@@ -41,9 +41,9 @@ class TransferStudyConfig:
     feature_stages: tuple[str, ...] = ("stage1", "stage2", "stage3", "stage4", "stage5")
     # Methods to run (subset of kimnet.transfer.study.METHODS).
     methods: tuple[str, ...] = ("scratch", "finetune", "gradual", "features")
-    validation_examples: int = 256
-    test_examples: int = 2000
-    bn_recalibration_batches: int = 4
+    validation_examples: int = 64
+    test_examples: int = 1000
+    bn_recalibration_batches: int = 2
 
 
 def get_config(quick: bool = False) -> TransferStudyConfig:
@@ -54,12 +54,11 @@ def get_config(quick: bool = False) -> TransferStudyConfig:
             name="transfer-study-quick",
             pretrain_epochs=1,
             pretrain_steps_per_epoch=30,
-            target_sizes=(100, 300),
-            target_epochs=(3, 2),
+            target_sizes=(100, 200),
+            target_epochs=(2, 2),
             gradual=(("head", 0.5), ("all", 0.5)),
             feature_stages=("stage3", "stage5"),
             validation_examples=64,
             test_examples=300,
-            bn_recalibration_batches=2,
         )
     return config

@@ -300,6 +300,7 @@ def test_study_config_helpers_and_outputs(tmp_path):
         full.pretrain_steps_per_epoch * full.pretrain_epochs
     )
     assert study.phase_epochs(full.gradual, 12) == "head:4,stage4:4,all:4"
+    assert study.phase_epochs(full.gradual, 5) == "head:2,stage4:2,all:1"
     assert study.phase_epochs((("head", 0.25), ("all", 0.75)), 3) == "head:1,all:2"
     with pytest.raises(ValueError, match="cannot hold 3 phases"):
         study.phase_epochs(full.gradual, 2)
@@ -318,3 +319,39 @@ def test_study_config_helpers_and_outputs(tmp_path):
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(FileNotFoundError):
         study.load_config(tmp_path / "none.py")
+
+
+def test_imagenet_source_errors_are_clear():
+    model = build("resnet18")
+    with pytest.raises(ValueError, match="No ImageNet weights .* for resnet18.*mobilenet"):
+        sources.load_imagenet(model, kimnet.models.get("resnet18"), lambda: model)
+
+    def offline():
+        raise OSError("URL fetch failure")
+
+    with pytest.raises(ValueError, match="Could not get the ImageNet weights of mobilenetv2"):
+        sources.load_imagenet(
+            build("mobilenetv2", alpha=0.35), kimnet.models.get("mobilenetv2"), offline
+        )
+    # Copying by name from a reference that has the weights: everything but the head loads.
+    reference = build("mobilenetv2", classes=5, alpha=0.35)
+    target = kimnet.models.get("mobilenetv2")(
+        input_shape=(32, 32, 3), classes=5, small_input=True, alpha=0.35
+    )
+    report = sources.load_imagenet(target, kimnet.models.get("mobilenetv2"), lambda: reference)
+    assert report.initialised_layers == ["predictions"]
+    np.testing.assert_array_equal(
+        target.get_layer("Conv1").get_weights()[0], reference.get_layer("Conv1").get_weights()[0]
+    )
+
+
+def test_in_memory_splits_hold_the_same_examples():
+    images = np.arange(12 * 2 * 2, dtype=np.uint8).reshape(12, 2, 2, 1)
+    labels = np.arange(12, dtype=np.int64) % 2
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    counts = {"train": 12, "validation": 12, "test": 12}
+    splits = Splits(ds, ds, ds, DatasetInfo("toy", ("a", "b"), counts, (2, 2, 1)))
+    memory = subsets.in_memory(splits)
+    got = list(memory.test.as_numpy_iterator())
+    assert len(got) == 12 and all(np.array_equal(x, images[i]) for i, (x, _) in enumerate(got))
+    assert [int(y) for _, y in got] == labels.tolist()

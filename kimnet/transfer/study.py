@@ -27,6 +27,7 @@ from typing import Any
 
 from kimnet import data
 from kimnet.training.config import TrainConfig
+from kimnet.transfer import subsets
 from kimnet.transfer.finetune import TransferConfig, finetune
 
 METHODS = ("scratch", "finetune", "gradual", "features")
@@ -141,7 +142,7 @@ def run(study, workdir: str | Path = "runs", overwrite: bool = False) -> Path:
     for epochs in study.target_epochs:
         if any(changes.get("gradual") for _, _, changes in rows):
             phase_epochs(study.gradual, epochs)  # fails now rather than mid-study
-    splits = data.load(study.dataset, seed=study.seed)
+    splits = subsets.in_memory(data.load(study.dataset, seed=study.seed))
     common = dict(
         model=study.model,
         model_args=dict(study.model_args),

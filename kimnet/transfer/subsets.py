@@ -59,6 +59,26 @@ def _count(ds: tf.data.Dataset, key: tuple) -> int:
     return _COUNTS[key]
 
 
+def in_memory(splits: Splits) -> Splits:
+    """``splits`` decoded once into memory (fixed-size images only, e.g. Fashion-MNIST).
+
+    Studies that train many short runs on subsets of one dataset then filter and
+    shuffle tensors instead of decoding the files again in every run.
+    """
+    if splits.info.decoded_bytes("train") is None:
+        raise ValueError(f"{splits.info.name} has images of varying sizes; load it from files.")
+    datasets = {}
+    for split in SPLITS:
+        images, labels = [], []
+        for x, y in getattr(splits, split).batch(4096).as_numpy_iterator():
+            images.append(x)
+            labels.append(y)
+        datasets[split] = tf.data.Dataset.from_tensor_slices(
+            (np.concatenate(images), np.concatenate(labels).astype(np.int64))
+        )
+    return Splits(**datasets, info=splits.info)
+
+
 def subset(
     splits: Splits,
     *,
