@@ -37,6 +37,9 @@ log = logging.getLogger("kimnet.serving")
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+# Idle keep-alive connections close after this (uvicorn's 5 s default makes busy clients race
+# the close and see dropped connections when they reuse one just as it times out).
+KEEP_ALIVE_S = 75
 # Bodies larger than this are parsed in a worker thread so the event loop stays responsive.
 _PARSE_INLINE_BYTES = 64 * 1024
 
@@ -278,7 +281,12 @@ class BackgroundServer:
         self.app = create_app(config)
         self._server = uvicorn.Server(
             uvicorn.Config(
-                self.app, host=host, port=port, log_level=log_level, access_log=False, workers=1
+                self.app,
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                timeout_keep_alive=KEEP_ALIVE_S,
             )
         )
         self._thread: threading.Thread | None = None
@@ -334,4 +342,5 @@ def serve(
         port=port,
         log_level=log_level,
         access_log=access_log,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
