@@ -160,9 +160,9 @@ def previous_rows(config: StudyConfig, out_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     payload = json.loads(path.read_text())
-    same = payload.get("budget") == config.budget and payload.get("overrides", {}) == {
-        k: v for k, v in config.overrides.items()
-    }
+    same = (
+        payload.get("budget") == config.budget and payload.get("overrides", {}) == config.overrides
+    )
     return list(payload.get("results", [])) if same else []
 
 
