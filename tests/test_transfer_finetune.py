@@ -5,6 +5,7 @@ A gradual-unfreezing fine-tune with the stem and stages 1-3 frozen throughout
 must beat the same budget from scratch, leave the frozen weights (and batch-norm
 statistics) bit-identical and move the unfrozen ones. (Between disjoint class
 groups the same short pretraining transfers far less: see the transfer study.)
+The three real runs are slow tests (`make test-slow`); the script checks are not.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def runs(tmp_path_factory, fmnist):
     return source, tuned, scratch
 
 
+@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
 def test_fine_tuning_beats_the_same_budget_from_scratch(runs):
     source, tuned, scratch = runs
     assert source.metrics["test_top1"] > 0.4  # the source task was learned (chance: 0.1)
@@ -77,6 +79,7 @@ def test_fine_tuning_beats_the_same_budget_from_scratch(runs):
     )
 
 
+@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
 def test_frozen_weights_are_bit_identical_and_unfrozen_ones_moved(runs):
     source, tuned, _ = runs
     model = tuned.model
@@ -100,6 +103,7 @@ def test_frozen_weights_are_bit_identical_and_unfrozen_ones_moved(runs):
     assert all(all(flags) for flags in moved.values()), moved
 
 
+@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
 def test_phases_are_recorded_in_the_run_directory_and_tensorboard(runs):
     _, tuned, _ = runs
     run = tuned.run_dir
