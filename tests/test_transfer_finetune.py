@@ -69,7 +69,7 @@ def runs(tmp_path_factory, fmnist):
     return source, tuned, scratch
 
 
-@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
+@pytest.mark.slow  # three real training runs: minutes on a 2-core CPU
 def test_fine_tuning_beats_the_same_budget_from_scratch(runs):
     source, tuned, scratch = runs
     assert source.metrics["test_top1"] > 0.4  # the source task was learned (chance: 0.1)
@@ -79,7 +79,7 @@ def test_fine_tuning_beats_the_same_budget_from_scratch(runs):
     )
 
 
-@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
+@pytest.mark.slow  # three real training runs: minutes on a 2-core CPU
 def test_frozen_weights_are_bit_identical_and_unfrozen_ones_moved(runs):
     source, tuned, _ = runs
     model = tuned.model
@@ -103,7 +103,7 @@ def test_frozen_weights_are_bit_identical_and_unfrozen_ones_moved(runs):
     assert all(all(flags) for flags in moved.values()), moved
 
 
-@pytest.mark.slow  # three real runs: ~2 min on an idle 2-core CPU, ~7 min loaded
+@pytest.mark.slow  # three real training runs: minutes on a 2-core CPU
 def test_phases_are_recorded_in_the_run_directory_and_tensorboard(runs):
     _, tuned, _ = runs
     run = tuned.run_dir
