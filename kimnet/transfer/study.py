@@ -117,6 +117,7 @@ def plot(results: list[dict[str, Any]], sizes: list[int], path: Path) -> None:
         )
         axes.plot(*zip(*points, strict=True), marker="o", label=label)
     axes.set_xscale("log")
+    axes.minorticks_off()
     axes.set_xticks(sizes, [str(n) for n in sizes])
     axes.set_xlabel("target training images")
     axes.set_ylabel("target test top-1 (%)")
