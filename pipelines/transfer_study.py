@@ -1,7 +1,7 @@
 """The transfer study: pretrain on a source task, compare transfer methods on a target task.
 
-    python pipelines/transfer_study.py                  # configs/transfer_study.py, ~20 min
-    python pipelines/transfer_study.py --quick          # the same experiment, shrunk
+    python pipelines/transfer_study.py          # configs/transfer_study.py, ~25 min on 2 cores
+    python pipelines/transfer_study.py --quick  # the same experiment, shrunk
 
 Writes runs/<name>/results.md (table), results.json and accuracy_vs_size.png.
 """
