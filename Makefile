@@ -17,19 +17,32 @@ train_flags = --model=$(MODEL) --dataset=$(DATASET) \
 	$(if $(EPOCHS),--epochs=$(EPOCHS)) $(if $(BATCH),--batch_size=$(BATCH)) \
 	$(if $(AUGMENT),--augment=$(AUGMENT)) $(if $(RUN),--run_name=$(RUN)) $(ARGS)
 
+# make finetune: the source (a run directory, imagenet or a .weights.h5 file) and freezing
+FROM ?=
+FREEZE ?=
+finetune_source = $(if $(FROM),$(if $(filter imagenet %.h5,$(FROM)),--weights=$(FROM),--init_from=$(FROM)))
+finetune_flags = $(finetune_source) $(if $(FREEZE),--freeze=$(FREEZE)) $(train_flags)
+# studies: QUICK=1 runs the shrunk variant of the same experiment
+QUICK ?=
+
 # make serve variables
 MODEL_DIR ?= savedmodels
 HOST ?= 127.0.0.1
 PORT ?= 8501
 LOGDIR ?= runs
 
-.PHONY: help install data test test-slow lint format train tensorboard models bench bench-serve serve clean
+.PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
+	bench-serve serve transfer-study compare-architectures clean
 
 help:
 	@echo "make install              virtual environment in $(VENV), kimnet (editable), Fashion-MNIST"
 	@echo "make test                 fast test suite (make test-slow: the slow one)"
 	@echo "make train MODEL=name     train on DATASET (fashion_mnist), log to runs/, export to savedmodels/"
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= ARGS='--flag=value ...'"
+	@echo "make finetune FROM=...     fine-tune MODEL from a run (runs/<name>), imagenet or a .weights.h5"
+	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn; --schedule etc. in ARGS"
+	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1)"
+	@echo "make transfer-study       pretrain on Fashion-MNIST 0-4, compare transfer methods on 5-9 (QUICK=1)"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
 	@echo "make models               every registered model: parameters, multiply-adds, stages"
 	@echo "make bench / bench-serve  input-pipeline and training throughput / server load benchmark"
@@ -68,6 +81,12 @@ format: $(PY)
 
 train: $(PY)
 	$(PY) pipelines/train.py $(train_flags)
+
+finetune: $(PY)
+	$(PY) pipelines/finetune.py $(finetune_flags)
+
+transfer-study: $(PY)
+	$(PY) pipelines/transfer_study.py $(if $(QUICK),--quick) $(ARGS)
 
 tensorboard: $(PY)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST)
