@@ -270,8 +270,11 @@ def format_markdown(rows: Sequence[dict[str, Any]], config: StudyConfig) -> str:
             else "; tested on the whole test split"
         )
         + ". Multiply-adds of one image at the trained size; parameters include the "
-        "10-class head. Fit s: training plus the validation pass; total s adds the test "
-        "pass and the SavedModel export." + (f" Chance is {chance:.0%}." if chance else "")
+        "10-class head. Train images/s: the budget's training images over the training "
+        "time, which includes building the graph and filling the shuffle buffer in the "
+        "first step, a large share of a short budget. Fit s: training plus the validation "
+        "pass; total s adds the test pass and the SavedModel export."
+        + (f" Chance is {chance:.0%}." if chance else "")
     )
     return "\n".join(lines) + "\n" + note + "\n"
 
