@@ -41,7 +41,7 @@ help:
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= ARGS='--flag=value ...'"
 	@echo "make finetune FROM=...     fine-tune MODEL from a run (runs/<name>), imagenet or a .weights.h5"
 	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn; --schedule etc. in ARGS"
-	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1)"
+	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1, MODELS=a,b)"
 	@echo "make transfer-study       pretrain on Fashion-MNIST 0-4, compare transfer methods on 5-9 (QUICK=1)"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
 	@echo "make models               every registered model: parameters, multiply-adds, stages"
@@ -72,18 +72,22 @@ test-slow: $(PY)
 	$(PY) -m pytest -q -m slow
 
 lint: $(PY)
-	$(VENV)/bin/ruff check kimnet pipelines tests benchmarks
-	$(VENV)/bin/ruff format --check kimnet pipelines tests benchmarks
+	$(VENV)/bin/ruff check kimnet pipelines configs tests benchmarks
+	$(VENV)/bin/ruff format --check kimnet pipelines configs tests benchmarks
 
 format: $(PY)
-	$(VENV)/bin/ruff format kimnet pipelines tests benchmarks
-	$(VENV)/bin/ruff check --fix kimnet pipelines tests benchmarks
+	$(VENV)/bin/ruff format kimnet pipelines configs tests benchmarks
+	$(VENV)/bin/ruff check --fix kimnet pipelines configs tests benchmarks
 
 train: $(PY)
 	$(PY) pipelines/train.py $(train_flags)
 
 finetune: $(PY)
 	$(PY) pipelines/finetune.py $(finetune_flags)
+
+compare-architectures: $(PY)
+	$(PY) pipelines/architecture_study.py --config=configs/architecture_study.py --workdir=$(LOGDIR) \
+		$(if $(QUICK),--quick) $(if $(MODELS),--models=$(MODELS))
 
 transfer-study: $(PY)
 	$(PY) pipelines/transfer_study.py $(if $(QUICK),--quick) $(ARGS)
@@ -92,7 +96,7 @@ tensorboard: $(PY)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST)
 
 models: $(PY)
-	$(PY) -m kimnet.models.describe
+	$(PY) -m kimnet.models
 
 bench: $(PY)
 	$(PY) benchmarks/bench_input.py

@@ -1,4 +1,4 @@
-"""kimnet.models.describe: the multiply-add counter, the zoo table and its command."""
+"""kimnet.models.zoo: the multiply-add counter, the zoo table and its command."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from keras import layers
 
 import kimnet.models.mobilenet  # noqa: F401  (registers "mobilenet")
-from kimnet.models import describe as describe_lib
 from kimnet.models import registry
-from kimnet.models.describe import count_macs, describe, format_table, main
+from kimnet.models import zoo as describe_lib
+from kimnet.models.zoo import count_macs, describe, format_table, main
 
 
 def test_count_macs_of_a_hand_built_model():
@@ -171,7 +171,7 @@ def test_main_prints_the_table(capsys):
 def test_module_runs_from_the_command_line():
     # mobilenetv2 is registered by kimnet.models itself, so a fresh interpreter finds it.
     result = subprocess.run(
-        [sys.executable, "-m", "kimnet.models.describe", "--size", "64", "mobilenetv2"],
+        [sys.executable, "-m", "kimnet.models", "--size", "64", "mobilenetv2"],
         capture_output=True,
         text=True,
         check=True,
@@ -179,4 +179,4 @@ def test_module_runs_from_the_command_line():
     lines = result.stdout.splitlines()
     assert lines[0].split()[0] == "model"
     assert lines[2].split()[0] == "mobilenetv2"
-    assert describe_lib.__name__ == "kimnet.models.describe"
+    assert describe_lib.__name__ == "kimnet.models.zoo"

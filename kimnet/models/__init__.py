@@ -18,5 +18,15 @@ from kimnet.models import (  # noqa: F401
 )
 from kimnet.models.registry import ModelSpec, get, names, register
 from kimnet.models.stages import stage_names, stage_output, stages
+from kimnet.models.zoo import describe
 
-__all__ = ["ModelSpec", "get", "names", "register", "stage_names", "stage_output", "stages"]
+__all__ = [
+    "ModelSpec",
+    "describe",
+    "get",
+    "names",
+    "register",
+    "stage_names",
+    "stage_output",
+    "stages",
+]

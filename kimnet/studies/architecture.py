@@ -26,7 +26,7 @@ from typing import Any
 import keras
 
 from kimnet import models
-from kimnet.models.describe import count_macs
+from kimnet.models.zoo import count_macs
 from kimnet.training import RunResult, TrainConfig, train
 
 STUDY_DIR = "architecture-study"

@@ -21,7 +21,7 @@ the figures match the papers' "multiply-adds" (MobileNetV2 ~300M, ResNet50 ~4.1G
 
 Command line (``make models``)::
 
-    python -m kimnet.models.describe [--size N] [names...]
+    python -m kimnet.models [--size N] [names...]
 """
 
 from __future__ import annotations
@@ -220,9 +220,9 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kimnet.models.describe [--size N] [names...]``: prints the table."""
+    """``python -m kimnet.models [--size N] [names...]``: prints the table."""
     parser = argparse.ArgumentParser(
-        prog="python -m kimnet.models.describe",
+        prog="python -m kimnet.models",
         description="Parameters, multiply-adds and input sizes of kimnet's models.",
     )
     parser.add_argument("names", nargs="*", help="registered model names (default: all)")
@@ -242,7 +242,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     print(format_table(rows))
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
