@@ -272,6 +272,7 @@ def _train(config: TrainConfig, export_root: Path, hooks: TrainHooks) -> RunResu
             steps_per_epoch=steps_per_epoch,
             validation_data=val_ds,
             callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
             verbose=2,
         )
         done += phase.epochs
