@@ -14,7 +14,7 @@ from pathlib import Path
 from absl import app, flags
 
 from kimnet import cli_flags
-from kimnet.transfer import study
+from kimnet.studies import transfer as study
 
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = flags.FLAGS

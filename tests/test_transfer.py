@@ -14,8 +14,9 @@ import tensorflow as tf
 import kimnet.models
 from kimnet.data import DatasetInfo, Splits
 from kimnet.models.stages import set_stages
+from kimnet.studies import transfer as study
 from kimnet.training import TrainConfig
-from kimnet.transfer import TransferConfig, cut_after, freezing, schedule, sources, study, subsets
+from kimnet.transfer import TransferConfig, cut_after, freezing, schedule, sources, subsets
 from kimnet.transfer.finetune import ScaledSGD, prepare, stage_lr_multipliers
 
 ROOT = Path(__file__).resolve().parents[1]
