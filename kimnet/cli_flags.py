@@ -102,10 +102,12 @@ def train_config_from_flags(values: flags.FlagValues) -> TrainConfig:
 
 def print_summary(result) -> None:
     m = result.metrics
+    steady = m.get("steady_images_per_second")
+    throughput = f", {steady:.0f} after the first step" if steady else ""
     print(
         f"\nDone: {m['model']} on {m['dataset']}: test top-1 {m['test_top1']:.4f}, "
         f"top-5 {m['test_top5']:.4f} after {m['epochs']} epochs in {m['wall_time_seconds']:.0f} s "
-        f"({m['train_images_per_second']:.0f} training images/s).\n"
+        f"({m['train_images_per_second']:.0f} training images/s{throughput}).\n"
         f"Run directory: {result.run_dir}  (tensorboard --logdir {result.run_dir.parent})\n"
         f"SavedModel:    {result.export_dir}"
     )

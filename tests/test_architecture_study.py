@@ -94,6 +94,7 @@ def test_quick_study_trains_two_models_and_writes_the_table(tmp_path):
         assert 0 <= row["test_top1"] <= row["test_top5"] <= 1
         assert row["parameters"] > 100_000 and row["macs"] > 1_000_000
         assert row["train_images_per_second"] > 0
+        assert row["steady_images_per_second"] > 0 and row["first_step_seconds"] > 0
         assert row["steps"] == config.budget["steps_per_epoch"]
         assert Path(row["run_dir"]).name == f"arch-{row['model']}"
         assert Path(row["run_dir"]).parent == out / "runs"
@@ -159,6 +160,8 @@ def test_table_and_json_from_a_stand_in_trainer(tmp_path):
             "test_top1": 0.8125,
             "test_top5": 0.99,
             "train_images_per_second": 123.4,
+            "steady_images_per_second": 234.5,
+            "first_step_seconds": 8.9,
             "wall_time_seconds": 56.7,
             "epochs": 1,
             "steps_per_epoch": run.steps_per_epoch,
@@ -173,7 +176,7 @@ def test_table_and_json_from_a_stand_in_trainer(tmp_path):
     assert rows[0]["macs"] == 16 * (54 + 20) and rows[0]["steps"] == 7
     table = (tmp_path / "architecture-study" / "results.md").read_text().splitlines()
     assert table[2] == (
-        "| alexnet | alexnet | yes | 0.00M | 0.00M | 81.25% | 99.00% | 123 | 57 | "
+        "| alexnet | alexnet | yes | 0.00M | 0.00M | 81.25% | 99.00% | 234 | 9 | 57 | "
         f"{rows[0]['total_seconds']:.0f} |"
     )
     assert table[3].startswith("| resnet18 | resnet | no | ")

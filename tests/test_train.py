@@ -13,8 +13,8 @@ import pytest
 import tensorflow as tf
 
 import kimnet.export
-from kimnet.training import TrainConfig, train
-from kimnet.training.callbacks import recalibrate_batchnorm
+from kimnet.training import TrainConfig, callbacks, train
+from kimnet.training.callbacks import EpochStats, recalibrate_batchnorm
 from kimnet.training.optim import learning_rate_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +51,33 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert values[0] == 0.0 and values[1] == pytest.approx(0.05)
     assert values[2] == pytest.approx(0.1) and 0 < values[3] < 0.1
     assert values[4] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_throughput_leaves_out_each_epochs_first_step(monkeypatch):
+    clock = iter([0.0, 10.0, 12.0, 100.0, 102.0, 105.0])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    stats = EpochStats(batch_size=8)
+    # Epoch 1: the first step takes 10 s (tracing), two more take 1 s each; the
+    # validation pass (on_test_begin) stops the clock. Epoch 2: 2 s, then 1 s steps.
+    for epoch, steps in enumerate((3, 4)):
+        stats.on_epoch_begin(epoch)
+        for step in range(steps):
+            stats.on_train_batch_end(step)
+        stats.on_test_begin()
+        stats.on_epoch_end(epoch)
+    assert stats.first_step_seconds == [10.0, 2.0]
+    assert stats.images == 56 and stats.train_seconds == 17.0
+    assert stats.steady_images == 40 and stats.steady_seconds == 5.0
+    assert stats.steady_images_per_second == 8.0
+    assert stats.images_per_second == pytest.approx(56 / 17)
+
+
+def test_throughput_of_single_step_epochs_is_unknown():
+    stats = EpochStats(batch_size=8)
+    stats.on_epoch_begin(0)
+    stats.on_train_batch_end(0)
+    stats.on_epoch_end(0)
+    assert stats.steady_images_per_second is None
 
 
 def test_precise_batchnorm_averages_batch_statistics():
@@ -125,6 +152,9 @@ def test_run_directory_contents(quick_run):
     ):
         assert key in metrics
     assert metrics["epochs"] == 2 and metrics["train_images_per_second"] > 0
+    # Throughput after each epoch's first step (tracing, shuffle-buffer fill) is higher.
+    assert metrics["steady_images_per_second"] > metrics["train_images_per_second"]
+    assert 0 < metrics["first_step_seconds"] < metrics["wall_time_seconds"]
     assert (run / "checkpoints" / "last.weights.h5").exists()
     assert (run / "checkpoints" / "best.weights.h5").exists()
     tags = set()

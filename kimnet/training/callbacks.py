@@ -65,18 +65,31 @@ class EpochStats(keras.callbacks.Callback):
         self.batch_size = batch_size
         self.train_seconds = 0.0
         self.images = 0
+        # The same without each epoch's first step, which holds graph building (first
+        # epoch) and the shuffle-buffer fill: the throughput a long run settles at.
+        self.steady_seconds = 0.0
+        self.steady_images = 0
+        self.first_step_seconds: list[float] = []
         self._start = None
+        self._first_step_end = None
         self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._steps = time.perf_counter(), 0
+        self._start, self._first_step_end, self._steps = time.perf_counter(), None, 0
 
     def on_train_batch_end(self, batch, logs=None):
         self._steps += 1
+        if self._steps == 1:
+            self._first_step_end = time.perf_counter()
+            self.first_step_seconds.append(self._first_step_end - self._start)
 
     def _close_epoch_timer(self):
         if self._start is not None:
-            self._epoch_seconds = time.perf_counter() - self._start
+            end = time.perf_counter()
+            self._epoch_seconds = end - self._start
+            if self._first_step_end is not None and self._steps > 1:
+                self.steady_seconds += end - self._first_step_end
+                self.steady_images += (self._steps - 1) * self.batch_size
             self._start = None
 
     def on_test_begin(self, logs=None):
@@ -95,7 +108,16 @@ class EpochStats(keras.callbacks.Callback):
 
     @property
     def images_per_second(self) -> float:
+        """Training images over the whole training time."""
         return self.images / max(self.train_seconds, 1e-9)
+
+    @property
+    def steady_images_per_second(self) -> float | None:
+        """Training images per second after each epoch's first step; None when no
+        epoch ran more than one step."""
+        if not self.steady_images:
+            return None
+        return self.steady_images / max(self.steady_seconds, 1e-9)
 
 
 def write_image_grid(log_dir: str, images: tf.Tensor, name: str = "augmented_train_images") -> None:

@@ -128,6 +128,10 @@ def _metric(logs: dict[str, float], name: str) -> float:
     return float(logs[f"predictions_{name}"])
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
 def _prepare_run_dir(config: TrainConfig) -> Path:
     run_dir = Path(config.workdir) / config.resolved_run_name()
     if run_dir.exists():
@@ -304,6 +308,8 @@ def _train(config: TrainConfig, export_root: Path, hooks: TrainHooks) -> RunResu
         "image_size": config.image_size,
         "wall_time_seconds": round(wall, 2),
         "train_images_per_second": round(stats.images_per_second, 1),
+        "steady_images_per_second": _rounded(stats.steady_images_per_second),
+        "first_step_seconds": _rounded(next(iter(stats.first_step_seconds), None)),
         "export_dir": str(version_dir) if version_dir else None,
     }
     if len(phases) > 1:
