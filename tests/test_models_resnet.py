@@ -11,6 +11,7 @@ import pytest
 import kimnet.models.resnet  # noqa: F401  (registers the builders)
 import kimnet.models.senet  # noqa: F401
 from kimnet.models import registry, se, weights
+from kimnet.models.grouped_conv import GroupedConv2D
 from kimnet.models.stages import stage_names, stage_output, stages
 
 RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
@@ -179,6 +180,7 @@ def test_bottleneck_stride_placement():
     assert resnext.get_layer("conv3_block1_1_conv").strides == (1, 1)
     mid = resnext.get_layer("conv3_block1_2_conv")
     assert (mid.strides, mid.groups, mid.filters, mid.use_bias) == ((2, 2), 32, 256, False)
+    assert isinstance(mid, GroupedConv2D)  # TensorFlow's grouped Conv2D is slow on CPU
     assert resnext.get_layer("conv3_block1_se_reduce").filters == 512 // 16
     assert resnext.get_layer("conv3_block1_se_reduce").use_bias
 

@@ -22,6 +22,7 @@ from keras import layers
 
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
+from kimnet.models.grouped_conv import GroupedConv2D
 from kimnet.models.registry import register
 from kimnet.models.se import squeeze_excite
 from kimnet.models.stages import set_stages
@@ -105,7 +106,9 @@ def conv_bn(
         x = layers.ZeroPadding2D(kernel_size // 2, name=f"{name}_pad")(x)
     elif kernel_size > 1:
         padding = "same"
-    x = layers.Conv2D(
+    # GroupedConv2D: TensorFlow's grouped Conv2D is far too slow on the CPU.
+    conv = GroupedConv2D if groups > 1 else layers.Conv2D
+    x = conv(
         filters,
         kernel_size,
         strides=stride,
