@@ -13,6 +13,7 @@ from typing import Any
 
 from absl import app, flags
 
+from kimnet.errors import InputError
 from kimnet.training.config import OPTIMIZERS, PRECISIONS, SMALL_INPUT, STRATEGIES, TrainConfig
 
 FLAG_ERROR_EXIT = 2
@@ -74,7 +75,7 @@ def parse_model_args(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model_arg '{item}' must look like key=value, e.g. alpha=0.5.")
+            raise InputError(f"--model_arg '{item}' must look like key=value, e.g. alpha=0.5.")
         lowered = value.lower()
         if lowered in ("true", "false"):
             parsed[key] = lowered == "true"
@@ -122,12 +123,16 @@ def _parse_flags_or_exit(argv: list[str]) -> list[str]:
 
 
 def run(main: Callable[[list[str]], None]) -> int:
-    """``app.run(main)`` where bad input exits with one line on stderr and status 2."""
+    """``app.run(main)`` where bad input exits with one line on stderr and status 2.
+
+    Bad input is an :class:`~kimnet.errors.InputError`, or a missing or already existing
+    file; every other exception is a bug and keeps its traceback (status 1).
+    """
 
     def guarded(argv: list[str]) -> None:
         try:
             main(argv)
-        except (ValueError, FileExistsError, FileNotFoundError) as error:
+        except (InputError, FileExistsError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(FLAG_ERROR_EXIT)
 

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from kimnet.data.pipeline import normalize
+from kimnet.errors import InputError
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -127,13 +128,13 @@ def export(
     model = inference_model(model)
     classes = model.output_shape[-1]
     if len(class_names) != classes:
-        raise ValueError(f"{len(class_names)} class names for a model with {classes} outputs.")
+        raise InputError(f"{len(class_names)} class names for a model with {classes} outputs.")
     model_dir = Path(model_dir)
     existing = versions(model_dir)
     if version is None:
         version = (existing[-1] + 1) if existing else 1
     if not isinstance(version, int) or version < 1:
-        raise ValueError(f"Export version must be a positive integer, got {version!r}.")
+        raise InputError(f"Export version must be a positive integer, got {version!r}.")
     target = model_dir / str(version)
     if target.exists():
         raise FileExistsError(
@@ -185,7 +186,7 @@ class Classifier:
         if path.is_dir() and not (path / "saved_model.pb").exists() and versions(path):
             path = path / str(versions(path)[-1])  # a model directory: take the latest version
         if not (path / "saved_model.pb").exists():
-            raise ValueError(f"'{path}' is not a SavedModel directory (no saved_model.pb).")
+            raise InputError(f"'{path}' is not a SavedModel directory (no saved_model.pb).")
         self.path = path
         self._loaded = tf.saved_model.load(str(path))
         self._images = self._loaded.signatures[DEFAULT_SIGNATURE]
@@ -204,11 +205,11 @@ class Classifier:
         """uint8 images ``[batch, H, W]`` or ``[batch, H, W, C]`` -> the signature's outputs."""
         images = np.asarray(images)
         if images.dtype != np.uint8:
-            raise ValueError(f"Images must be uint8 (0-255), got {images.dtype}.")
+            raise InputError(f"Images must be uint8 (0-255), got {images.dtype}.")
         if images.ndim == 3:
             images = images[..., None]
         if images.ndim != 4:
-            raise ValueError(f"Images must be [batch, H, W(, C)], got shape {images.shape}.")
+            raise InputError(f"Images must be [batch, H, W(, C)], got shape {images.shape}.")
         return self._numpy(self._images(images=tf.constant(images)))
 
     def predict_bytes(self, encoded: list[bytes]) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import keras
 import keras_cv
 
+from kimnet.errors import InputError
 from kimnet.models.registry import unknown_name_message
 
 
@@ -41,7 +42,7 @@ def _noise(stddev: float, size: int, seed: int) -> keras.layers.Layer:
     # KerasCV has no Gaussian noise layer; Keras' GaussianNoise adds it only in training
     # and takes its std on a [0, 1] scale, hence the rescaling around it.
     if stddev > 1:
-        raise ValueError(f"noise={stddev:g}: the std is a fraction of the pixel range, 0 to 1.")
+        raise InputError(f"noise={stddev:g}: the std is a fraction of the pixel range, 0 to 1.")
     return keras.Sequential(
         [
             keras.layers.Rescaling(1 / 255),
@@ -109,7 +110,7 @@ def parse(spec: str) -> list[tuple[str, float]]:
     """Parses ``"flip_h,rotate=15"`` into ``[("flip_h", 0), ("rotate", 15.0)]``.
 
     ``none`` or an empty string means no augmentation. Unknown names and
-    strengths that are not numbers raise ``ValueError`` naming the known ops.
+    strengths that are not numbers raise ``InputError`` naming the known ops.
     """
     spec = spec.strip()
     if spec in ("", NONE):
@@ -118,18 +119,18 @@ def parse(spec: str) -> list[tuple[str, float]]:
     for item in spec.split(","):
         name, _, value = item.strip().partition("=")
         if name not in OPS:
-            raise ValueError(unknown_name_message("augmentation", name, [*OPS, NONE]))
+            raise InputError(unknown_name_message("augmentation", name, [*OPS, NONE]))
         if not value:
             ops.append((name, float(OPS[name].default)))
             continue
         try:
             strength = float(value)
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"Augmentation '{item}': strength '{value}' is not a number."
             ) from None
         if strength < 0:
-            raise ValueError(f"Augmentation '{item}': strength must not be negative.")
+            raise InputError(f"Augmentation '{item}': strength must not be negative.")
         ops.append((name, strength))
     return ops
 

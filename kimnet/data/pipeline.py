@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from kimnet.data.sources import Splits
+from kimnet.errors import InputError
 
 # Cache decoded images in memory when they take at most this share of RAM.
 CACHE_MEMORY_SHARE = 0.25
@@ -79,9 +80,9 @@ def make(
     channels]`` after ``normalization``; labels are ``int64 [batch]``.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        raise InputError(f"batch_size must be at least 1, got {batch_size}.")
     if image_size < 8:
-        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}.")
+        raise InputError(f"image_size must be at least 8 pixels, got {image_size}.")
     autotune = tf.data.AUTOTUNE
 
     def prepare(split: str, *, train: bool) -> tf.data.Dataset:

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
 from kimnet.data import fashion_mnist
+from kimnet.errors import InputError
 
 FOLDER_PREFIX = "folder:"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
@@ -80,7 +81,7 @@ def load(
         seed: Seed of the deterministic folder split.
     """
     if not 0 < validation_fraction < 1:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
+        raise InputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
     if name.startswith(FOLDER_PREFIX):
         return _load_folder(name, validation_fraction, test_fraction, seed)
     return _load_tfds(name, data_dir, validation_fraction)
@@ -95,7 +96,7 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as error:
-        raise ValueError(
+        raise InputError(
             f"Unknown dataset '{name}'. Use a TFDS dataset name (see `tfds.list_builders()`, "
             f"e.g. fashion_mnist, cifar10) or folder:/path/to/images."
         ) from error
@@ -120,10 +121,10 @@ def _load_tfds(name: str, data_dir: str | None, validation_fraction: float) -> S
     info = builder.info
     keys = info.supervised_keys
     if not keys or "label" not in info.features or not hasattr(info.features["label"], "names"):
-        raise ValueError(f"TFDS dataset '{name}' is not an image classification dataset.")
+        raise InputError(f"TFDS dataset '{name}' is not an image classification dataset.")
     splits = info.splits
     if "test" not in splits:
-        raise ValueError(f"TFDS dataset '{name}' has no test split (it has {list(splits)}).")
+        raise InputError(f"TFDS dataset '{name}' has no test split (it has {list(splits)}).")
     percent = round(validation_fraction * 100)
     if "validation" in splits:
         split_names = {"train": "train", "validation": "validation", "test": "test"}
@@ -167,7 +168,7 @@ def _check_images(files: list[Path]) -> None:
             with Image.open(path) as image:
                 image.verify()
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise ValueError(
+            raise InputError(
                 f"Image file '{path}' is unreadable or corrupt ({error}). Remove or replace it."
             ) from error
 
@@ -175,7 +176,7 @@ def _check_images(files: list[Path]) -> None:
 def _load_folder(name: str, validation_fraction: float, test_fraction: float, seed: int) -> Splits:
     root = Path(name[len(FOLDER_PREFIX) :]).expanduser()
     if not root.is_dir():
-        raise ValueError(f"Dataset folder '{root}' does not exist.")
+        raise InputError(f"Dataset folder '{root}' does not exist.")
     has_splits = (root / "train").is_dir()
     per_split = (
         {s: _list_classes(root / s) for s in SPLITS if (root / s).is_dir()}
@@ -184,19 +185,19 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
     )
     class_names = tuple(per_split["train"])
     if not class_names:
-        raise ValueError(
+        raise InputError(
             f"No images ({', '.join(IMAGE_SUFFIXES)}) in class sub-folders of '{root}'. "
             f"Put each class's images in a folder named after the class: {root}/<class>/*.png."
         )
     if len(class_names) < 2:
-        raise ValueError(
+        raise InputError(
             f"'{root}' has a single class ('{class_names[0]}'); a classifier needs at least two "
             f"class sub-folders."
         )
     for split, classes in per_split.items():
         extra = set(classes) - set(class_names)
         if extra:
-            raise ValueError(
+            raise InputError(
                 f"Classes {sorted(extra)} of '{root / split}' are not in the train split."
             )
 
@@ -217,7 +218,7 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
         files["train"] += [(p, label) for p in train]
     for split in SPLITS:
         if not files[split]:
-            raise ValueError(f"Folder '{root}' leaves the {split} split empty; add more images.")
+            raise InputError(f"Folder '{root}' leaves the {split} split empty; add more images.")
     _check_images([p for split in SPLITS for p, _ in files[split]])
 
     def dataset(split: str) -> tf.data.Dataset:

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
@@ -61,7 +62,7 @@ class LocalResponseNormalization(layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         if size < 1 or size % 2 == 0:
-            raise ValueError(f"LocalResponseNormalization size must be odd and >= 1, got {size}.")
+            raise InputError(f"LocalResponseNormalization size must be odd and >= 1, got {size}.")
         self.size = int(size)
         self.alpha = float(alpha)
         self.beta = float(beta)
@@ -93,7 +94,7 @@ def require_fixed_size(img_input: keras.KerasTensor, *, name: str, reason: str) 
     """Rejects an input with unknown height or width where a layer needs a fixed size."""
     height, width = img_input.shape[1:3]
     if height is None or width is None:
-        raise ValueError(
+        raise InputError(
             f"'{name}' {reason} needs a fixed input size, got {height}x{width}. Pass "
             f"input_shape=(height, width, channels), or include_top=False with pooling."
         )

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
+
 POOLINGS = (None, "avg", "max")
 
 
@@ -28,25 +30,25 @@ def check_arguments(
 ) -> None:
     """Rejects argument combinations that cannot work, before any layer is built."""
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
+        raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if not isinstance(classes, int) or classes < 1:
-        raise ValueError(f"classes must be a positive integer, got {classes!r}.")
+        raise InputError(f"classes must be a positive integer, got {classes!r}.")
     if weights is None:
         return
     if weights == "imagenet":
         if not imagenet:
-            raise ValueError(
+            raise InputError(
                 f"No ImageNet weights are published for '{name}'. Use weights=None to "
                 f"train from scratch, or a path to a .weights.h5 file."
             )
         if include_top and classes != 1000:
-            raise ValueError(
+            raise InputError(
                 "weights='imagenet' with include_top=True needs classes=1000; use "
                 "include_top=False and add your own head for another class count."
             )
         return
     if not os.path.exists(weights):
-        raise ValueError(
+        raise InputError(
             f"weights must be None, 'imagenet' or the path to a weights file; "
             f"'{weights}' does not exist."
         )
@@ -73,13 +75,13 @@ def resolve_input(
     else:
         shape = (default_size, default_size, 3)
     if len(shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {shape}.")
+        raise InputError(f"input_shape must be (height, width, channels), got {shape}.")
     height, width, channels = shape
     if channels is None or channels < 1:
-        raise ValueError(f"input_shape needs a known channel count, got {shape}.")
+        raise InputError(f"input_shape needs a known channel count, got {shape}.")
     for side in (height, width):
         if side is not None and side < min_size:
-            raise ValueError(
+            raise InputError(
                 f"'{name}' needs inputs of at least {min_size}x{min_size} with these "
                 f"arguments, got {height}x{width}. Resize the images (--image_size) or use "
                 f"the family's small-input option (small_input=True) if it has one."

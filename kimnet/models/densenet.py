@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
@@ -117,7 +118,7 @@ def DenseNet(
         and the transition after it; ``stage4``: the last block and its BN-ReLU; ``head``).
     """
     if depth not in _BLOCKS:
-        raise ValueError(f"depth must be one of {sorted(_BLOCKS)}, got {depth!r}.")
+        raise InputError(f"depth must be one of {sorted(_BLOCKS)}, got {depth!r}.")
     model_name = f"densenet{depth}"
     common.check_arguments(
         name=model_name,
@@ -128,7 +129,7 @@ def DenseNet(
         imagenet=True,
     )
     if weights == "imagenet" and small_input:
-        raise ValueError(
+        raise InputError(
             "weights='imagenet' needs small_input=False (the stem it was trained with)."
         )
     img_input = common.resolve_input(

@@ -29,6 +29,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.alexnet import LocalResponseNormalization, require_fixed_size
@@ -199,7 +200,7 @@ def GoogLeNet(
         imagenet=False,
     )
     if aux_logits and not include_top:
-        raise ValueError("aux_logits=True needs include_top=True (the auxiliary heads classify).")
+        raise InputError("aux_logits=True needs include_top=True (the auxiliary heads classify).")
     img_input = common.resolve_input(
         name="googlenet",
         input_tensor=input_tensor,

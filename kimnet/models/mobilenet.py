@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
@@ -145,16 +146,16 @@ def MobileNet(
     )
     if weights == "imagenet":
         if small_input:
-            raise ValueError(
+            raise InputError(
                 "weights='imagenet' needs small_input=False (the stem it was trained with)."
             )
         if depth_multiplier != 1 or alpha not in _IMAGENET_ALPHAS:
-            raise ValueError(
+            raise InputError(
                 f"ImageNet weights exist for depth_multiplier=1 and alpha in "
                 f"{_IMAGENET_ALPHAS}; got depth_multiplier={depth_multiplier}, alpha={alpha}."
             )
     if depth_multiplier < 1 or alpha <= 0:
-        raise ValueError(
+        raise InputError(
             f"alpha must be > 0 and depth_multiplier >= 1, got {alpha}, {depth_multiplier}."
         )
     img_input = common.resolve_input(

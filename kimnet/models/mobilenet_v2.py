@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
@@ -118,7 +119,7 @@ def MobileNetV2(
         imagenet=True,
     )
     if weights == "imagenet" and small_input:
-        raise ValueError(
+        raise InputError(
             "weights='imagenet' needs small_input=False (the stem it was trained with)."
         )
     img_input = common.resolve_input(

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.registry import register
@@ -172,17 +173,17 @@ def _mobilenet_v3(
     )
     if weights == "imagenet":
         if small_input:
-            raise ValueError(
+            raise InputError(
                 "weights='imagenet' needs small_input=False (the stem it was trained with)."
             )
         if (minimalistic, alpha) not in _IMAGENET:
-            raise ValueError(
+            raise InputError(
                 "ImageNet weights exist for alpha 0.75 or 1.0 (minimalistic=False) and "
                 f"alpha 1.0 (minimalistic=True); got alpha={alpha}, "
                 f"minimalistic={minimalistic}."
             )
     if alpha <= 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}.")
+        raise InputError(f"alpha must be > 0, got {alpha}.")
     img_input = common.resolve_input(
         name=registry_name,
         input_tensor=input_tensor,

@@ -17,6 +17,8 @@ from typing import Any
 
 import keras
 
+from kimnet.errors import InputError
+
 # Input normalisations a model can ask for (applied by kimnet.data.preprocess and
 # inside exported models, never by the model itself):
 #   "tf"    -> [-1, 1]                       (MobileNet, Inception)
@@ -54,7 +56,7 @@ class ModelSpec:
         """Builds the model; ``kwargs`` are the builder's arguments."""
         clash = set(kwargs) & set(self.fixed_kwargs)
         if clash:
-            raise ValueError(
+            raise InputError(
                 f"Model '{self.name}' fixes {sorted(clash)}; pick another registered "
                 f"variant instead of overriding it."
             )
@@ -119,10 +121,10 @@ def get(name: str) -> ModelSpec:
     """The registered model ``name``: call it to build, read it for metadata.
 
     Raises:
-        ValueError: ``name`` is not registered; the message lists the known names.
+        InputError: ``name`` is not registered; the message lists the known names.
     """
     _load_families()
     key = name.strip().lower()
     if key not in _REGISTRY:
-        raise ValueError(unknown_name_message("model", name, names()))
+        raise InputError(unknown_name_message("model", name, names()))
     return _REGISTRY[key]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.grouped_conv import GroupedConv2D
@@ -342,7 +343,7 @@ def ResNet(
         A ``keras.Model`` with a stage map (``stem``, ``stage1``-``stage4``, ``head``).
     """
     if depth not in _DEPTHS:
-        raise ValueError(f"depth must be one of {sorted(_DEPTHS)}, got {depth!r}.")
+        raise InputError(f"depth must be one of {sorted(_DEPTHS)}, got {depth!r}.")
     model_name = f"resnet{depth}" if se_ratio is None else f"se_resnet{depth}"
     common.check_arguments(
         name=model_name,
@@ -353,7 +354,7 @@ def ResNet(
         imagenet=depth in _KERAS_APPS,
     )
     if weights == "imagenet" and (small_input or se_ratio is not None):
-        raise ValueError(
+        raise InputError(
             "weights='imagenet' needs small_input=False and se_ratio=None (the "
             "architecture the ImageNet weights were trained with)."
         )

@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
+
 
 def se_filters(channels: int, ratio: float) -> int:
     """Width of the squeeze bottleneck: ``channels * ratio`` rounded down, at least 1.
@@ -24,7 +26,7 @@ def se_filters(channels: int, ratio: float) -> int:
     A small tolerance keeps e.g. ``48 * (1 / 3)`` at 16 despite float rounding.
     """
     if not 0 < ratio <= 1:
-        raise ValueError(f"se_ratio must be in (0, 1], got {ratio!r}.")
+        raise InputError(f"se_ratio must be in (0, 1], got {ratio!r}.")
     return max(1, int(channels * ratio + 1e-6))
 
 

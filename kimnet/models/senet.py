@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import keras
 
+from kimnet.errors import InputError
 from kimnet.models import common, resnet
 from kimnet.models.registry import register
 
@@ -122,7 +123,7 @@ def SENet(
         A ``keras.Model`` with a stage map (``stem``, ``stage1``-``stage4``, ``head``).
     """
     if variant not in _VARIANTS:
-        raise ValueError(f"variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
+        raise InputError(f"variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
     config = _VARIANTS[variant]
     common.check_arguments(
         name=variant,

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import keras
 
+from kimnet.errors import InputError
+
 _ATTR = "_kimnet_stage_ends"
 HEAD = "head"
 
@@ -34,7 +36,7 @@ def set_stages(model: keras.Model, stage_ends: Sequence[tuple[str, str]]) -> ker
 def _stage_ends(model: keras.Model) -> tuple[tuple[str, str], ...]:
     ends = getattr(model, _ATTR, None)
     if ends is None:
-        raise ValueError(
+        raise InputError(
             f"Model '{model.name}' has no stage map; build it with kimnet.models.get(name)."
         )
     return ends
@@ -63,7 +65,7 @@ def stage_output(model: keras.Model, stage: str) -> keras.KerasTensor:
     """The output tensor of ``stage`` (for cutting the backbone there)."""
     ends = dict(_stage_ends(model))
     if stage not in ends:
-        raise ValueError(
+        raise InputError(
             f"Model '{model.name}' has no stage '{stage}'. "
             f"Its stages: {', '.join(stage_names(model)[:-1])}."
         )

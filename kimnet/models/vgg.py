@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import common
 from kimnet.models import weights as weights_lib
 from kimnet.models.alexnet import flatten_head, require_fixed_size
@@ -124,7 +125,7 @@ def VGG(
         (blocks 2-5, each with its pooling), then the ``head``.
     """
     if depth not in _CONVS_PER_BLOCK:
-        raise ValueError(f"depth must be one of {sorted(_CONVS_PER_BLOCK)}, got {depth!r}.")
+        raise InputError(f"depth must be one of {sorted(_CONVS_PER_BLOCK)}, got {depth!r}.")
     model_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
     published = depth in _KERAS_APPLICATIONS and not batch_norm
     common.check_arguments(
@@ -147,7 +148,7 @@ def VGG(
             img_input, name=model_name, reason="with include_top=True (flatten head)"
         )
         if weights == "imagenet" and (small_input or tuple(img_input.shape[1:3]) != (224, 224)):
-            raise ValueError(
+            raise InputError(
                 f"weights='imagenet' with include_top=True needs 224x224 inputs and "
                 f"small_input=False (the size fc1 was trained at), got "
                 f"{tuple(img_input.shape[1:3])} with small_input={small_input}. Use "

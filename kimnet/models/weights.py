@@ -12,11 +12,13 @@ from collections.abc import Callable
 
 import keras
 
+from kimnet.errors import InputError
+
 
 def copy_by_name(source: keras.Model, target: keras.Model) -> int:
     """Copies the weights of every layer of ``target`` from the same-named layer of ``source``.
 
-    Returns the number of layers whose weights were copied. Raises ``ValueError``
+    Returns the number of layers whose weights were copied. Raises ``InputError``
     when a layer with weights is missing from ``source`` or its shapes differ.
     """
     by_name = {layer.name: layer for layer in source.layers}
@@ -26,12 +28,12 @@ def copy_by_name(source: keras.Model, target: keras.Model) -> int:
             continue
         ref = by_name.get(layer.name)
         if ref is None:
-            raise ValueError(f"Layer '{layer.name}' of '{target.name}' is not in '{source.name}'.")
+            raise InputError(f"Layer '{layer.name}' of '{target.name}' is not in '{source.name}'.")
         values = ref.get_weights()
         shapes = [tuple(v.shape) for v in values]
         expected = [tuple(w.shape) for w in layer.weights]
         if shapes != expected:
-            raise ValueError(
+            raise InputError(
                 f"Layer '{layer.name}' has weights of shapes {expected} but the source "
                 f"has {shapes}."
             )
@@ -59,13 +61,13 @@ def load(
         return model
     if weights == "imagenet":
         if reference is None:
-            raise ValueError(f"No ImageNet weights are published for '{model.name}'.")
+            raise InputError(f"No ImageNet weights are published for '{model.name}'.")
         copy_by_name(reference(), model)
         return model
     try:
         model.load_weights(weights)
     except (ValueError, KeyError, OSError) as error:
-        raise ValueError(
+        raise InputError(
             f"The weights file '{weights}' does not fit model '{model.name}' ({error}). "
             f"Use a file saved from the same architecture and arguments."
         ) from error

@@ -35,6 +35,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from kimnet.errors import InputError
 from kimnet.models import registry
 from kimnet.models.stages import HEAD, stage_names
 
@@ -43,7 +44,7 @@ def _positions(shape: Sequence[int | None]) -> int:
     """Number of output vectors of a layer: the product of the non-batch, non-channel dims."""
     dims = list(shape[1:-1])
     if any(d is None for d in dims):
-        raise ValueError(
+        raise InputError(
             f"Cannot count multiply-adds for an output of unknown size {tuple(shape)}; build "
             f"the model with a fixed input_shape."
         )
@@ -121,14 +122,14 @@ def describe(name: str | None = None, input_size: int | None = None) -> list[dic
     (``None``, or why the model could not be built at ``input_size``).
 
     Raises:
-        ValueError: ``name`` is not registered (the message suggests the nearest
+        InputError: ``name`` is not registered (the message suggests the nearest
             name), or ``name`` was given and ``input_size`` is below its minimum.
     """
     specs = (
         [registry.get(name)] if name is not None else [registry.get(n) for n in registry.names()]
     )
     if input_size is not None and input_size < 1:
-        raise ValueError(f"input_size must be a positive number of pixels, got {input_size}.")
+        raise InputError(f"input_size must be a positive number of pixels, got {input_size}.")
     rows = []
     for spec in specs:
         size = input_size or spec.default_size
@@ -149,7 +150,7 @@ def describe(name: str | None = None, input_size: int | None = None) -> list[dic
         if size < spec.min_size:
             message = f"'{spec.name}' needs inputs of at least {spec.min_size} px, got {size}."
             if name is not None:
-                raise ValueError(message)
+                raise InputError(message)
             row["error"] = message
             rows.append(row)
             continue

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kimnet.errors import InputError
+
 Inputs = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
 Runner = Callable[[Inputs], Outputs]
@@ -66,9 +68,9 @@ class Batcher:
         batch_timeout_ms: float = 5.0,
     ):
         if max_batch_size < 1:
-            raise ValueError(f"max_batch_size must be at least 1, got {max_batch_size}.")
+            raise InputError(f"max_batch_size must be at least 1, got {max_batch_size}.")
         if batch_timeout_ms < 0:
-            raise ValueError(f"batch_timeout_ms must be >= 0, got {batch_timeout_ms}.")
+            raise InputError(f"batch_timeout_ms must be >= 0, got {batch_timeout_ms}.")
         self.executor = executor
         self.enabled = enabled
         self.max_batch_size = max_batch_size

@@ -18,6 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from kimnet.errors import InputError
+
 
 class ServerError(RuntimeError):
     """The server answered with an error (``status`` and TF Serving's error message)."""
@@ -58,7 +60,7 @@ def _split_url(server: str, model: str | None, timeout: float) -> tuple[str, str
         return server, model
     names = _request(f"{server}/v1/models", timeout=timeout).get("models", [])
     if len(names) != 1:
-        raise ValueError(
+        raise InputError(
             f"The server at {server} serves {len(names)} models ({', '.join(names) or 'none'}); "
             f"name one (--model NAME or a URL ending in /v1/models/NAME)."
         )

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from kimnet.errors import InputError
+
 log = logging.getLogger("kimnet.serving")
 
 _VERSION = re.compile(r"^[0-9]+$")
@@ -167,7 +169,7 @@ class LoadedVersion:
         proto.ParseFromString((path / "saved_model.pb").read_bytes())
         graphs = [g for g in proto.meta_graphs if "serve" in g.meta_info_def.tags]
         if not graphs:
-            raise ValueError(f"'{path}' has no MetaGraph tagged 'serve'.")
+            raise InputError(f"'{path}' has no MetaGraph tagged 'serve'.")
         signature_defs = graphs[0].signature_def
         loaded = tf.saved_model.load(str(path), tags=["serve"])
         signatures = {}
@@ -244,7 +246,7 @@ class ModelRepository:
             model_name = self.base_dir.resolve().name
         self.model_name = model_name
         if num_versions < 0:
-            raise ValueError(f"num_versions must be >= 0, got {num_versions}.")
+            raise InputError(f"num_versions must be >= 0, got {num_versions}.")
         self.num_versions = num_versions
         self.poll_interval_s = poll_interval_s
         self._models: dict[str, _Model] = {}

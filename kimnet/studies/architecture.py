@@ -26,6 +26,7 @@ from typing import Any
 import keras
 
 from kimnet import models
+from kimnet.errors import InputError
 from kimnet.models.zoo import count_macs
 from kimnet.training import RunResult, TrainConfig, train
 
@@ -54,9 +55,9 @@ class StudyConfig:
     overrides: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raises ``ValueError`` naming the first unknown model or budget setting."""
+        """Raises ``InputError`` naming the first unknown model or budget setting."""
         if not self.models:
-            raise ValueError("The study names no models; list at least one in the config.")
+            raise InputError("The study names no models; list at least one in the config.")
         known = set(models.names())
         for name in self.models:
             if name not in known:
@@ -65,17 +66,17 @@ class StudyConfig:
         settings = [*self.budget, *(k for o in self.overrides.values() for k in o)]
         for key in settings:
             if key not in fields:
-                raise ValueError(
+                raise InputError(
                     f"Budget setting '{key}' is not a TrainConfig field; known: "
                     f"{', '.join(sorted(fields - set(PER_MODEL_FIELDS)))}."
                 )
             if key in PER_MODEL_FIELDS:
-                raise ValueError(f"Budget setting '{key}' is set per model by the study.")
+                raise InputError(f"Budget setting '{key}' is set per model by the study.")
         strangers = [name for name in self.overrides if name not in self.models]
         if strangers:
-            raise ValueError(f"Overrides for models not in the study: {', '.join(strangers)}.")
+            raise InputError(f"Overrides for models not in the study: {', '.join(strangers)}.")
         if len(set(self.models)) != len(self.models):
-            raise ValueError(f"The study lists a model twice: {', '.join(self.models)}.")
+            raise InputError(f"The study lists a model twice: {', '.join(self.models)}.")
 
     def select(self, names: Sequence[str] | None) -> StudyConfig:
         """The same study restricted to ``names`` (in the config's order); None: all."""
@@ -83,7 +84,7 @@ class StudyConfig:
             return self
         unknown = [n for n in names if n not in self.models]
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"Not in the study: {', '.join(unknown)}. The study's models: "
                 f"{', '.join(self.models)}."
             )
@@ -103,10 +104,10 @@ def load_config(path: str | Path, *, quick: bool = False) -> StudyConfig:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"Study config '{path}' has no get_config(quick=False) function.")
+        raise InputError(f"Study config '{path}' has no get_config(quick=False) function.")
     config = module.get_config(quick=quick)
     if not isinstance(config, StudyConfig):
-        raise ValueError(f"get_config() of '{path}' must return a StudyConfig.")
+        raise InputError(f"get_config() of '{path}' must return a StudyConfig.")
     config.validate()
     return config
 

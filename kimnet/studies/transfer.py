@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kimnet import data
+from kimnet.errors import InputError
 from kimnet.training.config import TrainConfig
 from kimnet.transfer import subsets
 from kimnet.transfer.finetune import TransferConfig, finetune
@@ -44,18 +45,18 @@ def load_config(path: str | Path, quick: bool = False):
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"'{path}' has no get_config(quick=False) function.")
+        raise InputError(f"'{path}' has no get_config(quick=False) function.")
     return module.get_config(quick=quick)
 
 
 def phase_epochs(shares: tuple[tuple[str, float], ...], epochs: int) -> str:
     """``(("head", 1/3), ("all", 2/3)), 6`` -> ``"head:2,all:4"`` (every phase >= 1 epoch)."""
     if epochs < len(shares):
-        raise ValueError(f"{epochs} epochs cannot hold {len(shares)} phases of at least 1 epoch.")
+        raise InputError(f"{epochs} epochs cannot hold {len(shares)} phases of at least 1 epoch.")
     counts = [max(1, round(share * epochs)) for _, share in shares]
     counts[-1] = epochs - sum(counts[:-1])
     if counts[-1] < 1:
-        raise ValueError(f"Phase shares {shares} do not fit {epochs} epochs.")
+        raise InputError(f"Phase shares {shares} do not fit {epochs} epochs.")
     return ",".join(f"{stage}:{count}" for (stage, _), count in zip(shares, counts, strict=True))
 
 
@@ -63,7 +64,7 @@ def method_runs(study) -> list[tuple[str, str, dict[str, Any]]]:
     """``[(row label, method, TransferConfig changes), ...]`` for one target size."""
     unknown = set(study.methods) - set(METHODS)
     if unknown:
-        raise ValueError(f"Unknown study methods {sorted(unknown)}; known: {', '.join(METHODS)}.")
+        raise InputError(f"Unknown study methods {sorted(unknown)}; known: {', '.join(METHODS)}.")
     rows = []
     for method in study.methods:
         if method == "scratch":
@@ -131,7 +132,7 @@ def plot(results: list[dict[str, Any]], sizes: list[int], path: Path) -> None:
 def run(study, workdir: str | Path = "runs", overwrite: bool = False) -> Path:
     """Runs the whole study; returns its directory (results written as they come)."""
     if len(study.target_sizes) != len(study.target_epochs):
-        raise ValueError("target_sizes and target_epochs must have the same length.")
+        raise InputError("target_sizes and target_epochs must have the same length.")
     out = Path(workdir) / study.name
     if out.exists():
         if not overwrite:

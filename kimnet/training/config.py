@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from kimnet.data import augment
+from kimnet.errors import InputError
 from kimnet.models import registry
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -66,7 +67,7 @@ class TrainConfig:
         return self.small_input == "true"
 
     def validate(self) -> None:
-        """Raises ``ValueError`` with the problem and the fix for the first bad setting."""
+        """Raises ``InputError`` with the problem and the fix for the first bad setting."""
         spec = registry.get(self.model)  # unknown names list the known ones
         checks = [
             (self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}."),
@@ -111,10 +112,10 @@ class TrainConfig:
         ]
         for ok, message in checks:
             if not ok:
-                raise ValueError(message)
+                raise InputError(message)
         min_size = spec.min_size
         if self.image_size < min_size and not self.use_small_input():
-            raise ValueError(
+            raise InputError(
                 f"image_size {self.image_size} is below {self.model}'s minimum of {min_size}; "
                 f"raise --image_size or pass --small_input=true."
             )

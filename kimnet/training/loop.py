@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 
 from kimnet import data, export, models
+from kimnet.errors import InputError
 from kimnet.training import callbacks as cb
 from kimnet.training.config import TrainConfig
 from kimnet.training.optim import make_optimizer
@@ -174,7 +175,7 @@ def _train(config: TrainConfig, export_root: Path, hooks: TrainHooks) -> RunResu
         model, spec = (hooks.build_model or build_model)(config, info.num_classes)
     phases = hooks.phases(config, model) if hooks.phases else [Phase("train", config.epochs)]
     if sum(phase.epochs for phase in phases) != config.epochs:
-        raise ValueError(
+        raise InputError(
             f"The phases last {sum(p.epochs for p in phases)} epochs but epochs={config.epochs}."
         )
     pipelines = data.make(

@@ -19,6 +19,7 @@ import keras
 from absl import logging
 
 from kimnet import data, models
+from kimnet.errors import InputError
 from kimnet.models.stages import HEAD, set_stages, stage_names, stage_output
 from kimnet.models.stages import stages as stage_map
 from kimnet.training import loop
@@ -63,16 +64,16 @@ class TransferConfig:
 
     def validate(self) -> None:
         if self.weights and self.init_from:
-            raise ValueError("Pass either --weights or --init_from, not both.")
+            raise InputError("Pass either --weights or --init_from, not both.")
         if self.freeze and self.schedule:
-            raise ValueError(
+            raise InputError(
                 "Pass either --freeze (one phase) or --schedule (phases), not both; a schedule "
                 "says what trains in each phase."
             )
         if not 0 < self.discriminative_lr <= 1:
-            raise ValueError(f"discriminative_lr must be in (0, 1], got {self.discriminative_lr}.")
+            raise InputError(f"discriminative_lr must be in (0, 1], got {self.discriminative_lr}.")
         if not self.unfreeze_lr_scale > 0:
-            raise ValueError(f"unfreeze_lr_scale must be positive, got {self.unfreeze_lr_scale}.")
+            raise InputError(f"unfreeze_lr_scale must be positive, got {self.unfreeze_lr_scale}.")
 
 
 class _ScaledLearningRate:
@@ -133,7 +134,7 @@ def cut_after(model: keras.Model, stage: str, num_classes: int, dropout: float) 
     """
     names = stage_names(model)[:-1]
     if stage not in names:
-        raise ValueError(
+        raise InputError(
             f"--features_from: {model.name} has no stage '{stage}'. Its stages: {', '.join(names)}."
         )
     x = stage_output(model, stage)

@@ -24,6 +24,7 @@ import re
 import keras
 import numpy as np
 
+from kimnet.errors import InputError
 from kimnet.models.stages import stage_names
 from kimnet.models.stages import stages as stage_map
 
@@ -48,7 +49,7 @@ def valid_strategies(model: keras.Model) -> str:
 def frozen_stages(model: keras.Model, strategy: str) -> list[str]:
     """The stages ``strategy`` freezes entirely (``bn`` freezes none entirely).
 
-    Raises ``ValueError`` listing the valid strategies for ``model`` when
+    Raises ``InputError`` listing the valid strategies for ``model`` when
     ``strategy`` is unknown or names a stage the model does not have.
     """
     names = backbone_stages(model)
@@ -65,7 +66,7 @@ def frozen_stages(model: keras.Model, strategy: str) -> list[str]:
             stage = match.group(2)
         if stage in names:
             return names[: names.index(stage) + 1]
-    raise ValueError(
+    raise InputError(
         f"Unknown freezing strategy '{strategy}' for {model.name} (stages "
         f"{', '.join(names)}). Valid strategies: {valid_strategies(model)}."
     )
@@ -80,7 +81,7 @@ def set_trainable_from(model: keras.Model, first_trainable: str | None) -> None:
     if first_trainable in (None, "all"):
         first_trainable = order[0]
     if first_trainable not in order:
-        raise ValueError(
+        raise InputError(
             f"Model '{model.name}' has no stage '{first_trainable}'. "
             f"Its stages: {', '.join(order)} (or all)."
         )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from kimnet.errors import InputError
+
 _ITEM = re.compile(r"^(?P<stage>[A-Za-z][A-Za-z0-9_]*):(?P<epochs>\d+)(?:@(?P<lr>[0-9.eE+-]+))?$")
 
 
@@ -32,12 +34,12 @@ class PhaseSpec:
 def parse(text: str, stage_names: list[str]) -> list[PhaseSpec]:
     """Parses ``text`` against a model's stage names (``["stem", ..., "head"]``).
 
-    Raises ``ValueError`` naming the bad item and the valid stages, before any training.
+    Raises ``InputError`` naming the bad item and the valid stages, before any training.
     """
     valid = [*stage_names, "all"]
     items = [item.strip() for item in text.split(",") if item.strip()]
     if not items:
-        raise ValueError(
+        raise InputError(
             f"Empty schedule '{text}'. Write phases as <stage>:<epochs>[@lr], e.g. "
             f"head:3,{stage_names[-2]}:2,all:4."
         )
@@ -45,18 +47,18 @@ def parse(text: str, stage_names: list[str]) -> list[PhaseSpec]:
     for item in items:
         match = _ITEM.match(item)
         if match is None:
-            raise ValueError(
+            raise InputError(
                 f"Schedule phase '{item}' does not parse: write <stage>:<epochs>[@lr], "
                 f"e.g. head:3 or stage3:2@1e-4."
             )
         stage, epochs = match.group("stage"), int(match.group("epochs"))
         if stage not in valid:
-            raise ValueError(
+            raise InputError(
                 f"Schedule phase '{item}' names stage '{stage}', which the model does not "
                 f"have. Valid: {', '.join(valid)}."
             )
         if epochs < 1:
-            raise ValueError(f"Schedule phase '{item}' needs at least 1 epoch.")
+            raise InputError(f"Schedule phase '{item}' needs at least 1 epoch.")
         lr = None
         if match.group("lr") is not None:
             try:
@@ -64,7 +66,7 @@ def parse(text: str, stage_names: list[str]) -> list[PhaseSpec]:
             except ValueError:
                 lr = -1.0
             if not lr > 0:
-                raise ValueError(
+                raise InputError(
                     f"Schedule phase '{item}': the learning rate after @ must be a positive number."
                 )
         phases.append(PhaseSpec(stage, epochs, lr))

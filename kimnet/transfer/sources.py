@@ -19,6 +19,7 @@ import h5py
 import keras
 import numpy as np
 
+from kimnet.errors import InputError
 from kimnet.models import registry
 from kimnet.models.stages import HEAD
 from kimnet.models.stages import stages as stage_map
@@ -71,16 +72,16 @@ def check_run_architecture(
 ) -> dict[str, object]:
     """The model arguments to build with: the run's unless ``model_args`` are given.
 
-    Raises ``ValueError`` when the run trained another architecture.
+    Raises ``InputError`` when the run trained another architecture.
     """
     if registry.get(source["model"]).name != registry.get(model).name:
-        raise ValueError(
+        raise InputError(
             f"--init_from: run '{run_dir}' trained {source['model']}, not {model}. Pass "
             f"--model={source['model']}, or a run of {model}."
         )
     source_args = dict(source.get("model_args") or {})
     if model_args and model_args != source_args:
-        raise ValueError(
+        raise InputError(
             f"--init_from: run '{run_dir}' built {model} with {source_args or 'no arguments'}, "
             f"not {model_args}; drop --model_arg to use the run's."
         )
@@ -115,10 +116,10 @@ def _file_values(path: Path, model: keras.Model) -> Callable[[str], list[np.ndar
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
-        raise ValueError(f"'{path}' is not a Keras .weights.h5 file ({error}).") from error
+        raise InputError(f"'{path}' is not a Keras .weights.h5 file ({error}).") from error
     with handle:
         if "layers" not in handle:
-            raise ValueError(f"'{path}' is not a Keras 3 .weights.h5 file (no 'layers' group).")
+            raise InputError(f"'{path}' is not a Keras 3 .weights.h5 file (no 'layers' group).")
         stored = {}
         for name, group in handle["layers"].items():
             variables = group.get("vars")
@@ -159,13 +160,13 @@ def _copy(
             found = "absent" if values is None else f"shapes {[tuple(v.shape) for v in values]}"
             missing.append(f"'{layer.name}' (needs {expected}, source: {found})")
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{source} does not fit {model.name}: {len(missing)} backbone layers have no "
             f"matching weights, e.g. {'; '.join(missing[:3])}. It was saved from another "
             f"architecture or other model arguments (--model, --model_arg)."
         )
     if report.loaded_layers == 0:
-        raise ValueError(f"{source} provided no weights for {model.name}.")
+        raise InputError(f"{source} provided no weights for {model.name}.")
     return report
 
 
@@ -193,7 +194,7 @@ def load_imagenet(
     """Copies Keras Applications' ImageNet weights (through ``build_reference``) by name."""
     if not spec.imagenet:
         with_weights = [n for n in registry.names() if registry.get(n).imagenet]
-        raise ValueError(
+        raise InputError(
             f"No ImageNet weights are published for {spec.name}. Models that have them: "
             f"{', '.join(with_weights)}."
         )
@@ -202,7 +203,7 @@ def load_imagenet(
     except ValueError:
         raise
     except Exception as error:  # download or cache failures, of many kinds
-        raise ValueError(
+        raise InputError(
             f"Could not get the ImageNet weights of {spec.name} ({error}). They are downloaded "
             f"by Keras Applications into ~/.keras/models on first use."
         ) from error

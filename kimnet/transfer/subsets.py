@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from kimnet.data import Splits
+from kimnet.errors import InputError
 
 SPLITS = ("train", "validation", "test")
 
@@ -28,13 +29,13 @@ def parse_classes(text: str | None) -> list[int] | None:
         part = part.strip()
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if match is None:
-            raise ValueError(f"--classes '{text}': write class indices like 0-4 or 5,7,9.")
+            raise InputError(f"--classes '{text}': write class indices like 0-4 or 5,7,9.")
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
         if high < low:
-            raise ValueError(f"--classes '{text}': range '{part}' runs backwards.")
+            raise InputError(f"--classes '{text}': range '{part}' runs backwards.")
         classes.extend(range(low, high + 1))
     if len(set(classes)) != len(classes):
-        raise ValueError(f"--classes '{text}' lists a class twice.")
+        raise InputError(f"--classes '{text}' lists a class twice.")
     return classes
 
 
@@ -66,7 +67,7 @@ def in_memory(splits: Splits) -> Splits:
     shuffle tensors instead of decoding the files again in every run.
     """
     if splits.info.decoded_bytes("train") is None:
-        raise ValueError(f"{splits.info.name} has images of varying sizes; load it from files.")
+        raise InputError(f"{splits.info.name} has images of varying sizes; load it from files.")
     datasets = {}
     for split in SPLITS:
         images, labels = [], []
@@ -93,14 +94,14 @@ def subset(
     if classes is not None:
         bad = [c for c in classes if not 0 <= c < len(names)]
         if bad or len(classes) < 2:
-            raise ValueError(
+            raise InputError(
                 f"--classes must name at least two of the {len(names)} classes 0..{len(names) - 1} "
                 f"of {info.name}; got {classes}."
             )
     limits = {"train": train_examples, "validation": validation_examples, "test": test_examples}
     for split, limit in limits.items():
         if limit is not None and limit < 1:
-            raise ValueError(f"{split}_examples must be at least 1, got {limit}.")
+            raise InputError(f"{split}_examples must be at least 1, got {limit}.")
     if classes is None and all(v is None for v in limits.values()):
         return splits
     datasets, counts = {}, {}
@@ -121,7 +122,7 @@ def subset(
             else min(limits[split] or info.num_examples[split], info.num_examples[split])
         )
         if counts[split] == 0:
-            raise ValueError(f"The {split} split is empty after selecting classes {classes}.")
+            raise InputError(f"The {split} split is empty after selecting classes {classes}.")
     new_info = dataclasses.replace(
         info,
         class_names=tuple(names[c] for c in classes) if classes is not None else names,

@@ -1,0 +1,85 @@
+"""cli_flags: how the pipeline scripts turn flags into configs and report bad input."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from kimnet import cli_flags
+from kimnet.errors import InputError
+
+
+def _run_script(body: str) -> subprocess.CompletedProcess:
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from kimnet import cli_flags
+        from kimnet.errors import InputError
+
+        def main(argv):
+        {textwrap.indent(textwrap.dedent(body), "    ")}
+
+        sys.exit(cli_flags.run(main))
+        """
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_input_error_exits_2_with_one_line():
+    result = _run_script('raise InputError("batch_size must be at least 1, got 0.")')
+    assert result.returncode == cli_flags.FLAG_ERROR_EXIT
+    assert result.stderr.strip() == "error: batch_size must be at least 1, got 0."
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_file_is_bad_input():
+    result = _run_script('open("/nonexistent/kimnet-config.py")')
+    assert result.returncode == cli_flags.FLAG_ERROR_EXIT
+    assert "/nonexistent/kimnet-config.py" in result.stderr
+
+
+def test_other_value_error_is_a_bug_and_keeps_its_traceback():
+    # A ValueError from deep inside a library is not the user's input: it must not be
+    # shortened to one line that hides where it came from.
+    result = _run_script('raise ValueError("shapes (3,) and (4,) are incompatible")')
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr
+    assert "shapes (3,) and (4,) are incompatible" in result.stderr
+
+
+def test_unknown_flag_exits_2():
+    result = subprocess.run(
+        [sys.executable, "pipelines/train.py", "--modle=resnet18"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == cli_flags.FLAG_ERROR_EXIT
+    assert "modle" in result.stderr and "--helpfull" in result.stderr
+
+
+def test_parse_model_args_types():
+    parsed = cli_flags.parse_model_args(
+        ["alpha=0.5", "small_input=True", "se_ratio=0.0625", "variant=se_resnext50", "k=[1, 2]"]
+    )
+    assert parsed == {
+        "alpha": 0.5,
+        "small_input": True,
+        "se_ratio": 0.0625,
+        "variant": "se_resnext50",
+        "k": [1, 2],
+    }
+
+
+@pytest.mark.parametrize("item", ["alpha", "=0.5"])
+def test_parse_model_args_rejects_items_without_key_and_value(item):
+    with pytest.raises(InputError, match="key=value"):
+        cli_flags.parse_model_args([item])
+
+
+def test_input_error_is_a_value_error():
+    # Callers that catch ValueError (as Keras code does) still see kimnet's errors.
+    assert issubclass(InputError, ValueError)
