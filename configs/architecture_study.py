@@ -19,7 +19,7 @@ from kimnet.studies.architecture import StudyConfig
 # convolutions, about half the training time, which a CPU budget needs.
 # se_resnext50 rather than se_resnet50: the same depth and nearly the same cost, and
 # it adds grouped convolutions, the one block type no other entry covers (run through
-# kimnet's GroupedConv2D, since TensorFlow's own is about 100x slower on the CPU).
+# kimnet's GroupedConv2D, since TensorFlow's own is about 12x slower on the CPU).
 MODELS = (
     "alexnet",
     "vgg11",
