@@ -489,10 +489,10 @@ def test_googlenet_mixed_float16(float16_policy):
     assert out.dtype == np.float32 and np.all(np.isfinite(out))
 
 
-# ---------------------------------------------------------------- slow: full-size VGG
+# ---------------------------------------------------------------- full-size VGG
 
 
-@pytest.mark.slow
+# Building at 224 px takes under a second (no forward pass), so every count runs in CI.
 @pytest.mark.parametrize("name", VGG_NAMES)
 def test_vgg_parameter_counts_full_size(name):
     assert count(get(name)()) == VGG_FULL_PARAMS[name]

@@ -103,7 +103,6 @@ def test_headless_matches_keras(pooling):
     _assert_matches_keras("densenet121", 64, include_top=False, pooling=pooling)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["densenet169", "densenet201"])
 def test_parameter_counts_small_input_size(name):
     model = build(name)
