@@ -1,7 +1,10 @@
 """Input pipeline and training-step throughput on Fashion-MNIST, as a markdown table.
 
     python benchmarks/bench_input.py [--batches 40] [--models mobilenetv2,resnet18]
+    python benchmarks/bench_input.py --dataset=tfrecord:/tmp/fm-shards --models=
 
+The source row reads and decodes the whole training split once, as the first epoch
+does before the cache is filled (TFDS, folder or TFRecord source: `--dataset`).
 Pipeline rows time `kimnet.data.make(...)["train"]` alone (decode/cache, resize,
 augment, normalise) with several augmentation specs; model rows time
 `model.train_on_batch` on fixed batches (no input pipeline), at 32 px with the
@@ -22,6 +25,12 @@ import kimnet.data
 import kimnet.models
 
 SPECS = ("none", "flip_h,crop", "flip_h,crop,rotate,zoom,translate,noise")
+
+
+def source_rate(splits, batch_size: int) -> float:
+    start = time.perf_counter()
+    count = sum(len(labels) for _, labels in splits.train.batch(batch_size).prefetch(2))
+    return count / (time.perf_counter() - start)
 
 
 def pipeline_rate(splits, spec: str, batches: int, batch_size: int) -> float:
@@ -55,12 +64,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="training steps per model row")
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--models", default="mobilenetv2,resnet18")
+    parser.add_argument("--dataset", default="fashion_mnist", help="any --dataset of make train")
     args = parser.parse_args()
 
-    splits = kimnet.data.load("fashion_mnist")
+    splits = kimnet.data.load(args.dataset)
     cpu = platform.processor() or "cpu"
-    print(f"machine: {platform.machine()} ({cpu}), batch {args.batch_size}")
+    print(f"machine: {platform.machine()} ({cpu}), batch {args.batch_size}, {args.dataset}")
     print("\n| what | images/s |\n| --- | ---: |")
+    rate = source_rate(splits, args.batch_size)
+    print(f"| read and decode the train split once ({args.dataset}) | {rate:,.0f} |", flush=True)
     for spec in SPECS:
         rate = pipeline_rate(splits, spec, args.batches, args.batch_size)
         print(f"| input pipeline, augment={spec} | {rate:,.0f} |", flush=True)

@@ -25,7 +25,9 @@ def define_train_flags() -> None:
     d = _DEFAULTS
     flags.DEFINE_string("model", d.model, "Registered model name (`make models` lists them).")
     flags.DEFINE_string(
-        "dataset", d.dataset, "TFDS dataset name, or folder:/path with one sub-folder per class."
+        "dataset",
+        d.dataset,
+        "TFDS dataset name, folder:/path (a sub-folder per class) or tfrecord:/path (shards).",
     )
     flags.DEFINE_string("data_dir", None, "TFDS data directory (default: ~/tensorflow_datasets).")
     flags.DEFINE_integer("image_size", d.image_size, "Square input size the images are resized to.")

@@ -1,6 +1,6 @@
-"""Input pipelines: sources (TFDS, folders), preprocessing and augmentation."""
+"""Input pipelines: sources (TFDS, folders, TFRecord shards), preprocessing, augmentation."""
 
-from kimnet.data import augment
+from kimnet.data import augment, tfrecord
 from kimnet.data.pipeline import make, normalize, resize, sample_images
 from kimnet.data.sources import DatasetInfo, Splits, load, prepare_tfds
 
@@ -14,4 +14,5 @@ __all__ = [
     "prepare_tfds",
     "resize",
     "sample_images",
+    "tfrecord",
 ]

@@ -1,4 +1,5 @@
-"""Where images come from: a TFDS dataset by name, or a class-per-folder directory.
+"""Where images come from: a TFDS dataset by name, a class-per-folder directory, or
+TFRecord shards written by :mod:`kimnet.data.tfrecord`.
 
 :func:`load` returns raw ``(image uint8 [H, W, C], label int64)`` datasets for
 train, validation and test plus a :class:`DatasetInfo`. Preprocessing and
@@ -7,7 +8,6 @@ augmentation are applied afterwards (``kimnet.data.pipeline``).
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from pathlib import Path
 
@@ -15,50 +15,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image, UnidentifiedImageError
 
-from kimnet.data import fashion_mnist
+from kimnet.data import fashion_mnist, tfrecord
+from kimnet.data.splits import SPLITS, DatasetInfo, Splits
 from kimnet.errors import InputError
 
 FOLDER_PREFIX = "folder:"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-SPLITS = ("train", "validation", "test")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    """What the rest of kimnet needs to know about a dataset.
-
-    Attributes:
-        name: The dataset argument it was loaded from (``fashion_mnist``, ``folder:/x``).
-        class_names: Class names in label order.
-        num_examples: Examples per split (``train``, ``validation``, ``test``).
-        image_shape: ``(height, width, channels)``; ``None`` sides vary per image.
-    """
-
-    name: str
-    class_names: tuple[str, ...]
-    num_examples: dict[str, int]
-    image_shape: tuple[int | None, int | None, int]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    def decoded_bytes(self, split: str) -> int | None:
-        """Memory the decoded split needs, or ``None`` when image sizes vary."""
-        height, width, channels = self.image_shape
-        if height is None or width is None:
-            return None
-        return self.num_examples[split] * height * width * channels
-
-
-@dataclasses.dataclass
-class Splits:
-    """Raw train / validation / test datasets and their :class:`DatasetInfo`."""
-
-    train: tf.data.Dataset
-    validation: tf.data.Dataset
-    test: tf.data.Dataset
-    info: DatasetInfo
 
 
 def load(
@@ -72,8 +34,9 @@ def load(
     """Loads a dataset as raw train / validation / test splits.
 
     Args:
-        name: A TFDS dataset name (``fashion_mnist``, ``cifar10``, ...) or
-            ``folder:/path`` for a directory with one sub-folder of images per class.
+        name: A TFDS dataset name (``fashion_mnist``, ``cifar10``, ...),
+            ``folder:/path`` for a directory with one sub-folder of images per class, or
+            ``tfrecord:/path`` for shards written by ``python -m kimnet.data tfrecord``.
         data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
         validation_fraction: Share of the training examples held out for validation
             when the dataset has no validation split. The hold-out is deterministic.
@@ -84,6 +47,8 @@ def load(
         raise InputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
     if name.startswith(FOLDER_PREFIX):
         return _load_folder(name, validation_fraction, test_fraction, seed)
+    if name.startswith(tfrecord.PREFIX):
+        return tfrecord.load(name, seed=seed)
     return _load_tfds(name, data_dir, validation_fraction)
 
 
@@ -98,7 +63,7 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
     except tfds.core.registered.DatasetNotFoundError as error:
         raise InputError(
             f"Unknown dataset '{name}'. Use a TFDS dataset name (see `tfds.list_builders()`, "
-            f"e.g. fashion_mnist, cifar10) or folder:/path/to/images."
+            f"e.g. fashion_mnist, cifar10), folder:/path/to/images or tfrecord:/path/to/shards."
         ) from error
     if builder.is_prepared():
         return builder
