@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,17 @@ def test_shards_made_elsewhere_read_with_a_dataset_json(tmp_path):
     assert [label for label, _ in examples(loaded.test)] == [0, 2, 1]
 
 
+def test_a_count_that_does_not_match_the_shards_fails(tmp_path):
+    root = _shards_made_elsewhere(tmp_path / "shards", [0, 1, 2])
+    metadata = json.loads((root / "dataset.json").read_text())
+    metadata["num_examples"]["test"] = 5
+    (root / "dataset.json").write_text(json.dumps(metadata))
+    loaded = kimnet.data.load(f"tfrecord:{root}")
+    assert loaded.train.cardinality() == 3 and loaded.test.cardinality() == 5
+    with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 5"):
+        examples(loaded.test)
+
+
 def test_label_outside_the_classes_is_named(tmp_path):
     root = _shards_made_elsewhere(tmp_path / "shards", [0, 7])
     with pytest.raises(tf.errors.InvalidArgumentError, match="not below the 3 classes"):
@@ -194,7 +206,9 @@ def test_training_reads_shards(fmnist, tmp_path):
         export=False,
         workdir=str(tmp_path / "runs"),
     )
-    result = train(config)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. Keras' "ran out of data"
+        result = train(config)
     assert result.run_dir.name == "shards-mobilenetv3_small"
     assert result.metrics["dataset"] == f"tfrecord:{tmp_path / 'shards'}"
     assert 0.0 <= result.metrics["test_top1"] <= 1.0

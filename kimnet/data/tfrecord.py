@@ -158,7 +158,8 @@ def load(name: str, *, seed: int = 0) -> Splits:
     """Reads a shard folder given as ``tfrecord:/path`` into raw splits.
 
     The training split reads its shards in an order reshuffled every epoch (seeded by
-    ``seed``); validation and test read them in name order.
+    ``seed``); validation and test read them in name order. Each split has the length
+    ``dataset.json`` gives; a pass that finds another count fails with an error.
     """
     root = Path(name[len(PREFIX) :]).expanduser()
     if not root.is_dir():
@@ -200,6 +201,10 @@ def load(name: str, *, seed: int = 0) -> Splits:
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+        # The count from dataset.json: Keras then knows the epoch length (no "ran out of
+        # data" warning after each pass), and a wrong count fails at the end of a pass.
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).apply(
+            tf.data.experimental.assert_cardinality(info.num_examples[split])
+        )
 
     return Splits(**{split: dataset(split) for split in SPLITS}, info=info)
