@@ -137,6 +137,22 @@ def test_pipeline_rejects_bad_sizes(fmnist):
         kimnet.data.make(fmnist, image_size=2, batch_size=8, normalization="tf")
 
 
+def test_pipeline_length_comes_from_the_dataset_info():
+    # A filtered source (as class subsets are) has unknown cardinality; the pipeline
+    # takes the count from DatasetInfo, so Keras knows where each pass ends.
+    images = np.zeros((30, 4, 4, 1), np.uint8)
+    labels = np.arange(30, dtype=np.int64) % 3
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).filter(lambda x, y: y < 2)
+    assert ds.cardinality() == tf.data.UNKNOWN_CARDINALITY
+    counts = {"train": 20, "validation": 20, "test": 20}
+    info = kimnet.data.DatasetInfo("toy", ("a", "b"), counts, (4, 4, 1))
+    batches = kimnet.data.make(
+        kimnet.data.Splits(ds, ds, ds, info), image_size=8, batch_size=8, normalization="raw"
+    )
+    assert [int(batches[s].cardinality()) for s in ("train", "test")] == [3, 3]
+    assert sum(int(y.shape[0]) for _, y in batches["test"]) == 20
+
+
 def test_train_pipeline_shuffles_and_eval_does_not(fmnist):
     pipes = kimnet.data.make(fmnist, image_size=28, batch_size=64, normalization="raw", seed=1)
     first_eval = next(iter(pipes["test"]))[1].numpy()

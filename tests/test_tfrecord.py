@@ -141,10 +141,12 @@ def test_a_count_that_does_not_match_the_shards_fails(tmp_path):
     metadata = json.loads((root / "dataset.json").read_text())
     metadata["num_examples"]["test"] = 5
     (root / "dataset.json").write_text(json.dumps(metadata))
-    loaded = kimnet.data.load(f"tfrecord:{root}")
-    assert loaded.train.cardinality() == 3 and loaded.test.cardinality() == 5
+    batches = kimnet.data.make(
+        kimnet.data.load(f"tfrecord:{root}"), image_size=8, batch_size=2, normalization="raw"
+    )
+    assert batches["train"].cardinality() == 2 and batches["test"].cardinality() == 3
     with pytest.raises(tf.errors.FailedPreconditionError, match="expected to contain 5"):
-        examples(loaded.test)
+        list(batches["test"])
 
 
 def test_label_outside_the_classes_is_named(tmp_path):

@@ -29,9 +29,7 @@ def _prepare(args: argparse.Namespace) -> None:
 def _write_tfrecord(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     splits = load(args.source, data_dir=args.data_dir)
-    counts = tfrecord.write(
-        splits, args.out, examples_per_shard=args.examples_per_shard, source=args.source
-    )
+    counts = tfrecord.write(splits, args.out, examples_per_shard=args.examples_per_shard)
     written = ", ".join(f"{split} {count}" for split, count in counts.items())
     print(
         f"Wrote {args.source} to {args.out} ({written} examples) in "

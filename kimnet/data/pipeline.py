@@ -86,7 +86,12 @@ def make(
     autotune = tf.data.AUTOTUNE
 
     def prepare(split: str, *, train: bool) -> tf.data.Dataset:
-        ds = getattr(splits, split)
+        # The source's count as the length: Keras then knows when a pass ends (no "ran out
+        # of data" warning after filtered or interleaved sources), and a count that does
+        # not match the data fails at the end of the first pass instead of skewing epochs.
+        ds = getattr(splits, split).apply(
+            tf.data.experimental.assert_cardinality(splits.info.num_examples[split])
+        )
         if _fits_in_memory(splits.info.decoded_bytes(split)):
             ds = ds.cache()
         if train:

@@ -33,7 +33,7 @@ _FEATURES = {
 
 
 def shard_name(split: str, index: int, count: int) -> str:
-    """``train-00001-of-00006.tfrecord``: TFDS's and TF Serving's naming convention."""
+    """``train-00001-of-00006.tfrecord``: the usual ``-NNNNN-of-NNNNN`` shard numbering."""
     return f"{split}-{index:05d}-of-{count:05d}.tfrecord"
 
 
@@ -42,7 +42,6 @@ def write(
     out_dir: str | Path,
     *,
     examples_per_shard: int = DEFAULT_EXAMPLES_PER_SHARD,
-    source: str | None = None,
 ) -> dict[str, int]:
     """Writes the train, validation and test splits as PNG-encoded TFRecord shards.
 
@@ -50,7 +49,6 @@ def write(
         splits: Raw splits, e.g. from :func:`kimnet.data.load`.
         out_dir: The shard folder to create; it must not exist yet.
         examples_per_shard: Upper bound on the records of one shard file.
-        source: Where the images came from, recorded in ``dataset.json``.
 
     Returns the number of examples written per split. Everything is written into a
     hidden folder beside ``out_dir`` that is renamed into place at the end, so an
@@ -76,7 +74,7 @@ def write(
         }
         metadata = {
             "format": FORMAT,
-            "source": source or splits.info.name,
+            "source": splits.info.name,  # the dataset argument it was loaded from
             "class_names": list(splits.info.class_names),
             "num_examples": counts,
             "image_shape": list(splits.info.image_shape),
@@ -158,8 +156,8 @@ def load(name: str, *, seed: int = 0) -> Splits:
     """Reads a shard folder given as ``tfrecord:/path`` into raw splits.
 
     The training split reads its shards in an order reshuffled every epoch (seeded by
-    ``seed``); validation and test read them in name order. Each split has the length
-    ``dataset.json`` gives; a pass that finds another count fails with an error.
+    ``seed``); validation and test read them in name order. ``kimnet.data.make`` holds
+    each split to the count in ``dataset.json``.
     """
     root = Path(name[len(PREFIX) :]).expanduser()
     if not root.is_dir():
@@ -201,10 +199,6 @@ def load(name: str, *, seed: int = 0) -> Splits:
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
-        # The count from dataset.json: Keras then knows the epoch length (no "ran out of
-        # data" warning after each pass), and a wrong count fails at the end of a pass.
-        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE).apply(
-            tf.data.experimental.assert_cardinality(info.num_examples[split])
-        )
+        return records.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     return Splits(**{split: dataset(split) for split in SPLITS}, info=info)
