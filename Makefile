@@ -5,25 +5,28 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-# make train / finetune variables
-MODEL ?= mobilenetv2
-DATASET ?= fashion_mnist
+# make train / finetune: each variable maps to one field of the experiment config
+# (python pipelines/train.py --help lists them all); ARGS passes further overrides.
+CONFIG ?=
+QUICK ?=
+MODEL ?=
+DATASET ?=
 EPOCHS ?=
 BATCH ?=
 AUGMENT ?=
 RUN ?=
 ARGS ?=
-train_flags = --model=$(MODEL) --dataset=$(DATASET) \
-	$(if $(EPOCHS),--epochs=$(EPOCHS)) $(if $(BATCH),--batch_size=$(BATCH)) \
-	$(if $(AUGMENT),--augment=$(AUGMENT)) $(if $(RUN),--run_name=$(RUN)) $(ARGS)
-
-# make finetune: the source (a run directory, imagenet or a .weights.h5 file) and freezing
 FROM ?=
 FREEZE ?=
-finetune_source = $(if $(FROM),$(if $(filter imagenet %.h5,$(FROM)),--weights=$(FROM),--init_from=$(FROM)))
-finetune_flags = $(finetune_source) $(if $(FREEZE),--freeze=$(FREEZE)) $(train_flags)
-# studies: QUICK=1 runs the shrunk variant of the same experiment
-QUICK ?=
+NEW_HEAD ?=
+config_file = $(if $(CONFIG),$(CONFIG),configs/train.py)$(if $(QUICK),:quick)
+train_flags = $(if $(or $(CONFIG),$(QUICK)),--config=$(config_file)) \
+	$(if $(MODEL),--config.model.name=$(MODEL)) $(if $(DATASET),--config.data.name=$(DATASET)) \
+	$(if $(EPOCHS),--config.schedule.epochs=$(EPOCHS)) $(if $(BATCH),--config.data.batch_size=$(BATCH)) \
+	$(if $(AUGMENT),--config.augment.ops=$(AUGMENT)) $(if $(RUN),--config.runtime.run_name=$(RUN)) \
+	$(if $(FROM),$(if $(filter imagenet %.h5,$(FROM)),--config.transfer.weights=$(FROM),--config.transfer.init_from=$(FROM))) \
+	$(if $(FREEZE),--config.transfer.freeze=$(FREEZE)) $(if $(NEW_HEAD),--config.transfer.new_head=true) \
+	$(ARGS)
 
 # make serve variables
 MODEL_DIR ?= savedmodels
@@ -38,9 +41,10 @@ help:
 	@echo "make install              virtual environment in $(VENV), kimnet (editable), Fashion-MNIST"
 	@echo "make test                 fast test suite (make test-slow: the slow one)"
 	@echo "make train MODEL=name     train on DATASET (fashion_mnist), log to runs/, export to savedmodels/"
-	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= ARGS='--flag=value ...'"
-	@echo "make finetune FROM=...     fine-tune MODEL from a run (runs/<name>), imagenet or a .weights.h5"
-	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn; --schedule etc. in ARGS"
+	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= QUICK=1 CONFIG=file.py|runs/<name>"
+	@echo "   ARGS='--config.section.field=value ...' (python pipelines/train.py --help lists the fields)"
+	@echo "make finetune FROM=...     fine-tune from a run (runs/<name>), imagenet or a .weights.h5"
+	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn, NEW_HEAD=1"
 	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1, MODELS=a,b)"
 	@echo "make transfer-study       pretrain on Fashion-MNIST 0-4, compare transfer methods on 5-9 (QUICK=1)"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
@@ -83,14 +87,16 @@ train: $(PY)
 	$(PY) pipelines/train.py $(train_flags)
 
 finetune: $(PY)
-	$(PY) pipelines/finetune.py $(finetune_flags)
+	@test -n "$(FROM)" || { echo "error: make finetune needs FROM=runs/<name>, imagenet or a .weights.h5 file." >&2; exit 2; }
+	$(PY) pipelines/train.py $(train_flags)
 
 compare-architectures: $(PY)
-	$(PY) pipelines/architecture_study.py --config=configs/architecture_study.py --workdir=$(LOGDIR) \
-		$(if $(QUICK),--quick) $(if $(MODELS),--models=$(MODELS))
+	$(PY) pipelines/study.py --study=configs/architecture_study.py$(if $(QUICK),:quick) \
+		--workdir=$(LOGDIR) $(if $(MODELS),--only=$(shell echo $(MODELS) | sed 's/\([^,]*\)/arch-\1/g')) $(ARGS)
 
 transfer-study: $(PY)
-	$(PY) pipelines/transfer_study.py $(if $(QUICK),--quick) $(ARGS)
+	$(PY) pipelines/study.py --study=configs/transfer_study.py$(if $(QUICK),:quick) \
+		--workdir=$(LOGDIR) $(ARGS)
 
 tensorboard: $(PY)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST)

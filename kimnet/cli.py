@@ -6,6 +6,11 @@ TF Serving's REST API.
 
 ``kimnet predict (--server URL | --model_dir DIR) image.png ...``: prints each image's
 top-5 classes, from a running server or directly from a SavedModel directory.
+
+``kimnet train`` / ``kimnet finetune`` (an experiment config and dotted overrides; see
+``kimnet train --help``), ``kimnet study --study=FILE.py``, ``kimnet models`` and
+``kimnet data`` run the programs of :mod:`kimnet.commands`, :mod:`kimnet.models` and
+:mod:`kimnet.data` with the rest of the command line.
 """
 
 from __future__ import annotations
@@ -195,16 +200,40 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# Subcommands that are programs of their own, given the rest of the command line.
+PROGRAMS = {
+    "train": ("kimnet.commands.train", "Train as an experiment config says (--help: fields)."),
+    "finetune": ("kimnet.commands.train", "The same as train; set config.transfer.* fields."),
+    "study": ("kimnet.commands.study", "Run a study file's experiments, write its table."),
+    "models": ("kimnet.models.__main__", "List the registered models."),
+    "data": ("kimnet.data.__main__", "Prepare a TFDS dataset, or write TFRecord shards."),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kimnet", description=__doc__.split("\n\n")[0])
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, text) in PROGRAMS.items():
+        subparsers.add_parser(name, help=text, add_help=False)
     _add_serve(subparsers)
     _add_predict(subparsers)
     return parser
 
 
+def _run_program(command: str, rest: list[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(PROGRAMS[command][0])
+    if module.__name__.startswith("kimnet.commands"):
+        return module.main([f"kimnet {command}", *rest])
+    return module.main(rest)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kimnet`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PROGRAMS:
+        return _run_program(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

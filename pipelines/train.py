@@ -1,32 +1,19 @@
-"""Trains a registered model on a dataset, logs to TensorBoard, exports a SavedModel.
+"""Trains a model as an experiment config describes; logs to TensorBoard, exports a SavedModel.
 
-    python pipelines/train.py --model=mobilenetv2 --dataset=fashion_mnist --epochs=5
-    python pipelines/train.py --model=resnet18 --dataset=folder:~/photos --image_size=96
+    python pipelines/train.py                                      # configs/train.py
+    python pipelines/train.py --config=configs/train.py:quick      # the same, shrunk
+    python pipelines/train.py --config.model.name=resnet18 --config.data.name=folder:~/photos
+    python pipelines/train.py --config.transfer.init_from=runs/fmnist-mobilenetv2 \\
+        --config.transfer.freeze=backbone --config.data.name=folder:~/photos
+    python pipelines/train.py --config=runs/fmnist-mobilenetv2     # rerun a finished run
+    python pipelines/train.py --help                               # every field
 
-Every flag has a default that trains a good Fashion-MNIST classifier on a CPU;
-`--quick` shrinks the same run to a few batches for a smoke test.
+The same program is `kimnet train` (and `kimnet finetune`).
 """
-
-from __future__ import annotations
 
 import sys
 
-from absl import app, flags
-
-from kimnet import cli_flags
-from kimnet.training import train
-
-FLAGS = flags.FLAGS
-cli_flags.define_train_flags()
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = cli_flags.train_config_from_flags(FLAGS)
-    result = train(config)
-    cli_flags.print_summary(result)
-
+from kimnet.commands import train
 
 if __name__ == "__main__":
-    sys.exit(cli_flags.run(main))
+    sys.exit(train.main())

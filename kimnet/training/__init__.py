@@ -1,6 +1,5 @@
-"""Training runs: configuration, optimisers, callbacks and the loop."""
+"""Training runs: the loop, its optimisers and callbacks."""
 
-from kimnet.training.config import TrainConfig
-from kimnet.training.loop import RunResult, build_model, train
+from kimnet.training.loop import Metrics, RunResult, build_model, train
 
-__all__ = ["RunResult", "TrainConfig", "build_model", "train"]
+__all__ = ["Metrics", "RunResult", "build_model", "train"]

@@ -8,11 +8,20 @@ import keras
 import tensorflow as tf
 
 
+def _all_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    """``layer``'s layers, descending into nested models."""
+    found = []
+    for child in getattr(layer, "layers", []):
+        found.append(child)
+        found.extend(_all_layers(child))
+    return found
+
+
 def trainable_batchnorms(model: keras.Model) -> list[keras.layers.BatchNormalization]:
     """Batch-norm layers that update statistics in training (frozen ones run in inference)."""
     return [
         layer
-        for layer in model._flatten_layers(include_self=False)
+        for layer in _all_layers(model)
         if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable
     ]
 

@@ -1,15 +1,7 @@
 """Transfer learning: pretrained sources, freezing strategies, gradual unfreezing,
 multi-level features, and class/size subsets for transfer experiments."""
 
-from kimnet.transfer import freezing, schedule, sources, subsets
-from kimnet.transfer.finetune import TransferConfig, cut_after, finetune
+from kimnet.transfer import freezing, sources, subsets, unfreezing
+from kimnet.transfer.finetune import cut_after
 
-__all__ = [
-    "TransferConfig",
-    "cut_after",
-    "finetune",
-    "freezing",
-    "schedule",
-    "sources",
-    "subsets",
-]
+__all__ = ["cut_after", "freezing", "sources", "subsets", "unfreezing"]

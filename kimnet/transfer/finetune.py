@@ -1,11 +1,12 @@
-"""Fine-tuning runs: a pretrained source, a freezing strategy or schedule, one call.
+"""Transfer learning as steps of a run, read from the experiment's ``transfer`` section.
 
-:func:`finetune` is :func:`kimnet.training.train` with hooks: the data can be a
-class/size subset, the model is built, loaded from the source (a new head when
-the class count differs) and optionally cut after a stage (``features_from``),
-and training is split into phases that each set what is trainable, print and
-record it (``trainable.json`` in the run directory), and recompile with their
-own learning rate (optionally discriminative: earlier stages learn more slowly).
+:func:`kimnet.training.train` calls these in order when a run transfers:
+:func:`load_source` fills the built model from its source (a kimnet run, a
+``.weights.h5`` file or ImageNet; a new head when the classes differ),
+:func:`cut_after` optionally keeps only the stages up to ``features_from``, and
+:func:`phases` splits the run into phases (one with ``freeze``, several with a
+gradual-unfreezing ``schedule``), each of which :func:`enter_phase` sets up and
+reports (``trainable.json``) before it is compiled with its own learning rate.
 """
 
 from __future__ import annotations
@@ -16,114 +17,129 @@ from pathlib import Path
 from typing import Any
 
 import keras
-from absl import logging
+import ml_collections
 
-from kimnet import data, models
+from kimnet import experiment, models
 from kimnet.errors import InputError
 from kimnet.models.stages import HEAD, set_stages, stage_names, stage_output
 from kimnet.models.stages import stages as stage_map
-from kimnet.training import loop
-from kimnet.training.config import TrainConfig
-from kimnet.training.optim import learning_rate_schedule, make_optimizer
-from kimnet.transfer import freezing, schedule, sources, subsets
+from kimnet.transfer import freezing, sources, unfreezing
 
 
-@dataclasses.dataclass
-class TransferConfig:
-    """How a run transfers: the source, what trains when, and the target subset.
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """A stretch of epochs compiled once: what trains and at which peak learning rate.
 
-    Attributes:
-        weights: ``"imagenet"`` or the path of a ``.weights.h5`` file.
-        init_from: A kimnet run directory (``runs/<name>``) whose final weights are loaded.
-        freeze: Freezing strategy for the whole run (:mod:`kimnet.transfer.freezing`);
-            ``None``: ``none``, or ``backbone`` with ``features_from``. Exclusive with
-            ``schedule``.
-        schedule: Gradual unfreezing phases (:mod:`kimnet.transfer.schedule`); sets the epochs.
-        unfreeze_lr_scale: Learning-rate factor of phases in which backbone stages train.
-        discriminative_lr: Each stage below the head learns this factor more slowly than
-            the next one (head x1, last stage x f, the one before x f^2, ...); 1 is off.
-        features_from: Cut the backbone after this stage and train a head on its features.
-        new_head: Initialise the head afresh even when the source's fits (a new task with
-            the same class count); it always is when the class count differs.
-        classes: Keep only these class indices of the dataset (relabelled in order).
-        train_examples / validation_examples / test_examples: Keep the first N of a split.
+    ``first_trainable`` is a stage name or ``all`` for gradual unfreezing, and a
+    freezing strategy (:mod:`kimnet.transfer.freezing`) otherwise.
     """
 
-    weights: str | None = None
-    init_from: str | None = None
-    freeze: str | None = None
-    schedule: str | None = None
-    unfreeze_lr_scale: float = 0.1
-    discriminative_lr: float = 1.0
-    features_from: str | None = None
-    new_head: bool = False
-    classes: list[int] | None = None
-    train_examples: int | None = None
-    validation_examples: int | None = None
-    test_examples: int | None = None
+    name: str
+    epochs: int
+    learning_rate: float
+    first_trainable: str = "none"
+    gradual: bool = False
 
-    def validate(self) -> None:
-        if self.weights and self.init_from:
-            raise InputError("Pass either --weights or --init_from, not both.")
-        if self.freeze and self.schedule:
+
+def is_transfer(config: ml_collections.ConfigDict) -> bool:
+    """Whether the run has a source, freezes, unfreezes gradually or cuts the backbone."""
+    t = config.transfer
+    return bool(t.init_from or t.weights or t.freeze or t.schedule or t.features_from)
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The settings a transfer decides before anything is built: with ``init_from``, the
+    source run's model and arguments; with ``schedule``, the epochs of its phases."""
+    t = config.transfer
+    changes: dict[str, Any] = {}
+    if t.init_from:
+        source = source_run(t.init_from)
+        default_model = experiment.SCHEMA["model"]["name"].default
+        if config.model.name not in (source.model.name, default_model):
             raise InputError(
-                "Pass either --freeze (one phase) or --schedule (phases), not both; a schedule "
-                "says what trains in each phase."
+                f"config.model.name={config.model.name!r}, but the source run "
+                f"'{t.init_from}' trained {source.model.name}; leave the model unset to "
+                f"fine-tune the source's."
             )
-        if not 0 < self.discriminative_lr <= 1:
-            raise InputError(f"discriminative_lr must be in (0, 1], got {self.discriminative_lr}.")
-        if not self.unfreeze_lr_scale > 0:
-            raise InputError(f"unfreeze_lr_scale must be positive, got {self.unfreeze_lr_scale}.")
-
-
-class _ScaledLearningRate:
-    """Optimizer mixin: per-variable learning-rate multipliers (discriminative rates)."""
-
-    _lr_multipliers: dict = {}
-
-    def set_lr_multipliers(self, pairs) -> None:
-        self._lr_multipliers = {self._var_key(v): float(m) for v, m in pairs if m != 1.0}
-
-    def update_step(self, gradient, variable, learning_rate):
-        scale = self._lr_multipliers.get(self._var_key(variable))
-        if scale is not None:
-            learning_rate = learning_rate * scale
-        return super().update_step(gradient, variable, learning_rate)
-
-
-class ScaledAdamW(_ScaledLearningRate, keras.optimizers.AdamW):
-    pass
-
-
-class ScaledSGD(_ScaledLearningRate, keras.optimizers.SGD):
-    pass
-
-
-def stage_lr_multipliers(model: keras.Model, factor: float) -> dict[str, float]:
-    """``{stage: factor ** (stages between it and the head)}``; the head gets 1."""
-    names = stage_names(model)
-    return {stage: factor ** (len(names) - 1 - i) for i, stage in enumerate(names)}
-
-
-def _discriminative_optimizer(
-    config: TrainConfig, model: keras.Model, steps_per_epoch: int, factor: float
-) -> keras.optimizers.Optimizer:
-    schedule_ = learning_rate_schedule(config, steps_per_epoch)
-    if config.optimizer == "sgd":
-        optimizer = ScaledSGD(
-            schedule_, momentum=config.momentum, nesterov=True, weight_decay=config.weight_decay
+        changes["model.name"] = source.model.name
+        changes["model.args"] = source.model.args
+        changes["model.small_input"] = "true" if experiment.uses_small_input(source) else "false"
+    if t.schedule:
+        # The syntax is checked here; stage names once the model is built.
+        any_stage = ["stem", *(f"stage{i}" for i in range(1, 100)), HEAD]
+        changes["schedule.epochs"] = unfreezing.total_epochs(
+            unfreezing.parse(t.schedule, any_stage)
         )
+    return experiment.with_overrides(config, changes) if changes else config
+
+
+def source_run(run_dir: str) -> ml_collections.ConfigDict:
+    """The experiment of the finished kimnet run ``run_dir``."""
+    path = Path(run_dir).expanduser()
+    if not (path / experiment.CONFIG_FILE).is_file():
+        raise InputError(
+            f"config.transfer.init_from='{run_dir}' is not a kimnet run directory (no "
+            f"{experiment.CONFIG_FILE})."
+        )
+    if not (path / sources.RUN_WEIGHTS).is_file():
+        raise InputError(
+            f"config.transfer.init_from='{run_dir}' has no final weights ({sources.RUN_WEIGHTS}); "
+            "did the run finish?"
+        )
+    return experiment.load(str(path))
+
+
+def _source_class_names(run_dir: str) -> list[str] | None:
+    results = Path(run_dir).expanduser() / "metrics.json"
+    if not results.is_file():
+        return None
+    return json.loads(results.read_text()).get("class_names")
+
+
+def load_source(
+    model: keras.Model,
+    config: ml_collections.ConfigDict,
+    class_names: tuple[str, ...],
+) -> sources.LoadReport | None:
+    """Loads the weights ``config.transfer`` names into ``model``; prints what it did."""
+    t = config.transfer
+    spec = models.get(config.model.name)
+    if t.init_from:
+        trained_on = _source_class_names(t.init_from)
+        new_head = t.new_head or (trained_on is not None and trained_on != list(class_names))
+        if new_head and not t.new_head:
+            print(
+                "The source run was trained on other classes; its classifier is replaced by a "
+                "new head.",
+                flush=True,
+            )
+        report = sources.load_run(model, t.init_from, new_head=new_head)
+    elif t.weights == "imagenet":
+
+        def reference() -> keras.Model:
+            size = config.data.image_size
+            return spec(
+                include_top=False,
+                weights="imagenet",
+                input_shape=(size, size, 3),
+                **builder_args(config),
+            )
+
+        report = sources.load_imagenet(model, spec, reference)
+    elif t.weights:
+        report = sources.load_file(model, t.weights, new_head=t.new_head)
     else:
-        optimizer = ScaledAdamW(schedule_, weight_decay=config.weight_decay)
-    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
-    multipliers = stage_lr_multipliers(model, factor)
-    optimizer.set_lr_multipliers(
-        (variable, multipliers[stage])
-        for stage, layers in stage_map(model).items()
-        for layer in layers
-        for variable in layer.trainable_weights
-    )
-    return optimizer
+        return None
+    print(report.summary(), flush=True)
+    return report
+
+
+def builder_args(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The builder's extra arguments: ``model.args`` plus the small-input stem choice."""
+    kwargs = experiment.model_args(config)
+    if experiment.uses_small_input(config):
+        kwargs.setdefault("small_input", True)
+    return kwargs
 
 
 def cut_after(model: keras.Model, stage: str, num_classes: int, dropout: float) -> keras.Model:
@@ -135,7 +151,8 @@ def cut_after(model: keras.Model, stage: str, num_classes: int, dropout: float) 
     names = stage_names(model)[:-1]
     if stage not in names:
         raise InputError(
-            f"--features_from: {model.name} has no stage '{stage}'. Its stages: {', '.join(names)}."
+            f"config.transfer.features_from='{stage}': {model.name} has no such stage. Its "
+            f"stages: {', '.join(names)}."
         )
     x = stage_output(model, stage)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -151,172 +168,57 @@ def cut_after(model: keras.Model, stage: str, num_classes: int, dropout: float) 
     return cut
 
 
-class FinetuneHooks(loop.TrainHooks):
-    """The :class:`kimnet.training.loop.TrainHooks` of a fine-tuning run."""
-
-    def __init__(self, transfer: TransferConfig, splits: data.Splits | None = None):
-        self.transfer = transfer
-        self._splits = splits
-        self.load_report: sources.LoadReport | None = None
-        self.phase_reports: list[dict[str, Any]] = []
-        super().__init__(
-            load_data=self._load_data,
-            build_model=self._build_model,
-            phases=self._phases,
-            extra_config={"transfer": dataclasses.asdict(transfer)},
-        )
-
-    def _load_data(self, config: TrainConfig) -> data.Splits:
-        t = self.transfer
-        splits = self._splits or data.load(
-            config.dataset, data_dir=config.data_dir, seed=config.seed
-        )
-        return subsets.subset(
-            splits,
-            classes=t.classes,
-            train_examples=t.train_examples,
-            validation_examples=t.validation_examples,
-            test_examples=t.test_examples,
-        )
-
-    def _build_model(self, config: TrainConfig, num_classes: int):
-        t = self.transfer
-        model, spec = loop.build_model(config, num_classes)
-        if t.init_from:
-            self.load_report = sources.load_run(model, t.init_from, new_head=t.new_head)
-        elif t.weights == "imagenet":
-            kwargs = dict(config.model_args)
-            if config.use_small_input():
-                kwargs.setdefault("small_input", True)
-
-            def reference():
-                return spec(
-                    include_top=False,
-                    weights="imagenet",
-                    input_shape=(config.image_size, config.image_size, 3),
-                    **kwargs,
-                )
-
-            self.load_report = sources.load_imagenet(model, spec, reference)
-        elif t.weights:
-            self.load_report = sources.load_file(model, t.weights, new_head=t.new_head)
-        if self.load_report is not None:
-            print(self.load_report.summary(), flush=True)
-            self.extra_config["loaded"] = self.load_report.to_dict()
-        if t.features_from:
-            model = cut_after(model, t.features_from, num_classes, config.dropout)
-        # Bad strategy or schedule names fail here, before the run directory exists.
-        self._specs = self._phase_specs(config, model)
-        return model, spec
-
-    def _phase_specs(self, config: TrainConfig, model: keras.Model) -> list[schedule.PhaseSpec]:
-        t = self.transfer
-        if t.schedule:
-            return schedule.parse(t.schedule, stage_names(model))
-        strategy = t.freeze or ("backbone" if t.features_from else "none")
-        freezing.frozen_stages(model, strategy)  # validates the name
-        return [schedule.PhaseSpec(strategy, config.epochs, config.learning_rate)]
-
-    def _phases(self, config: TrainConfig, model: keras.Model) -> list[loop.Phase]:
-        t = self.transfer
-        phases = []
-        for index, spec in enumerate(self._specs, start=1):
-            if t.schedule:
-                trains_backbone = spec.first_trainable != HEAD
-                lr = spec.learning_rate or config.learning_rate * (
-                    t.unfreeze_lr_scale if trains_backbone else 1.0
-                )
-            else:
-                lr = config.learning_rate
-            phases.append(
-                loop.Phase(
-                    name=spec.name,
-                    epochs=spec.epochs,
-                    setup=self._setup(index, spec, lr),
-                    make_optimizer=self._optimizer(config, spec.epochs, lr),
-                )
+def phases(config: ml_collections.ConfigDict, model: keras.Model) -> list[Phase]:
+    """The run's phases; bad stage or strategy names fail here, before the run directory."""
+    t, lr = config.transfer, config.optim.learning_rate
+    if t.schedule:
+        specs = unfreezing.parse(t.schedule, stage_names(model))
+        return [
+            Phase(
+                name=spec.name,
+                epochs=spec.epochs,
+                learning_rate=spec.learning_rate
+                or lr * (t.unfreeze_lr_scale if spec.first_trainable != HEAD else 1.0),
+                first_trainable=spec.first_trainable,
+                gradual=True,
             )
-        return phases
-
-    def _setup(self, index: int, spec: schedule.PhaseSpec, lr: float):
-        def setup(model: keras.Model, run_dir: Path) -> None:
-            if self.transfer.schedule:
-                freezing.set_trainable_from(model, spec.first_trainable)
-            else:
-                freezing.apply(model, spec.first_trainable)
-            report = freezing.trainable_report(model)
-            title = f"Phase {index} '{spec.name}': {spec.epochs} epochs at learning rate {lr:g}" + (
-                f" (x{self.transfer.discriminative_lr:g} per stage below the head)"
-                if self.transfer.discriminative_lr != 1
-                else ""
-            )
-            print(freezing.format_report(report, title), flush=True)
-            logging.info("%s", title)
-            self.phase_reports.append(
-                {
-                    "phase": index,
-                    "name": spec.name,
-                    "epochs": spec.epochs,
-                    "learning_rate": lr,
-                    "stages": [dataclasses.asdict(row) for row in report],
-                }
-            )
-            (run_dir / "trainable.json").write_text(json.dumps(self.phase_reports, indent=2))
-
-        return setup
-
-    def _optimizer(self, config: TrainConfig, epochs: int, lr: float):
-        phase_config = dataclasses.replace(
-            config,
-            epochs=epochs,
-            learning_rate=lr,
-            warmup_epochs=min(config.warmup_epochs, epochs / 2),
-        )
-        factor = self.transfer.discriminative_lr
-
-        def make(model: keras.Model, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-            if factor == 1:
-                return make_optimizer(phase_config, steps_per_epoch)
-            return _discriminative_optimizer(phase_config, model, steps_per_epoch, factor)
-
-        return make
+            for spec in specs
+        ]
+    strategy = t.freeze or ("backbone" if t.features_from else "none")
+    freezing.frozen_stages(model, strategy)  # validates the name
+    return [Phase("train", config.schedule.epochs, lr, strategy)]
 
 
-def prepare(config: TrainConfig, transfer: TransferConfig) -> TrainConfig:
-    """Checks the settings that need no model, and resolves those a source run decides.
-
-    With ``init_from``: the run must exist and have trained ``config.model``; its
-    model arguments are used. With ``schedule``: the epochs are the phases' sum.
-    """
-    transfer.validate()
-    models.get(config.model)
-    changes: dict[str, Any] = {}
-    if transfer.init_from:
-        source = sources.read_run(transfer.init_from)
-        changes["model_args"] = sources.check_run_architecture(
-            source, transfer.init_from, config.model, config.model_args
-        )
-    if transfer.schedule:
-        # Stage names are checked against the built model; the syntax is checked here.
-        names = [f"stage{i}" for i in range(1, 100)]
-        specs = schedule.parse(transfer.schedule, ["stem", *names, "head"])
-        changes["epochs"] = schedule.total_epochs(specs)
-    config = dataclasses.replace(config, **changes)
-    config.validate()
-    return config
+def enter_phase(model: keras.Model, phase: Phase, index: int, discriminative_lr: float) -> dict:
+    """Sets what trains in ``phase``, prints the per-stage table and returns it as a record."""
+    if phase.gradual:
+        freezing.set_trainable_from(model, phase.first_trainable)
+    else:
+        freezing.apply(model, phase.first_trainable)
+    report = freezing.trainable_report(model)
+    title = f"Phase {index} '{phase.name}': {phase.epochs} epochs at learning rate " + (
+        f"{phase.learning_rate:g}"
+    )
+    if discriminative_lr != 1:
+        title += f" (x{discriminative_lr:g} per stage below the head)"
+    print(freezing.format_report(report, title), flush=True)
+    return {
+        "phase": index,
+        "name": phase.name,
+        "epochs": phase.epochs,
+        "learning_rate": phase.learning_rate,
+        "stages": [dataclasses.asdict(row) for row in report],
+    }
 
 
-def finetune(
-    config: TrainConfig, transfer: TransferConfig, splits: data.Splits | None = None
-) -> loop.RunResult:
-    """Trains ``config`` from the source ``transfer`` names; ``splits``: pre-loaded data."""
-    config = prepare(config, transfer)
-    hooks = FinetuneHooks(transfer, splits)
-    result = loop.train(config, hooks)
-    result.metrics["trainable_parameters_per_phase"] = [
-        sum(row["trainable"] for row in phase["stages"]) for phase in hooks.phase_reports
-    ]
-    if hooks.load_report is not None:
-        result.metrics["loaded"] = hooks.load_report.to_dict()
-    (result.run_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
-    return result
+def stage_lr_multipliers(model: keras.Model, factor: float) -> dict[str, float]:
+    """Per variable path: ``factor ** (stages between its stage and the head)``."""
+    names = stage_names(model)
+    per_stage = {stage: factor ** (len(names) - 1 - i) for i, stage in enumerate(names)}
+    return {
+        variable.path: per_stage[stage]
+        for stage, layers in stage_map(model).items()
+        for layer in layers
+        for variable in layer.trainable_weights
+        if per_stage[stage] != 1.0
+    }

@@ -1,0 +1,1 @@
+"""The programs behind the ``kimnet`` subcommands and the ``pipelines/`` scripts."""

@@ -1,0 +1,181 @@
+"""Runs a study: every row once per seed, results rewritten after each run.
+
+``<workdir>/<study name>/`` receives ``runs/`` and ``savedmodels/`` (one run
+directory per row and seed), ``results.json`` (the study's definition, one record
+per run and one summary per row) and the report of the study's kind
+(``results.md`` and a plot). A rerun of some rows (``only``) keeps the other rows'
+results when the study's definition has not changed; a changed definition is
+refused unless ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from kimnet import data
+from kimnet.errors import InputError
+from kimnet.studies import architecture, transfer_methods
+from kimnet.studies.study import SOURCE, SOURCE_RUN, Row, Study
+from kimnet.training import RunResult, train
+from kimnet.transfer import subsets
+
+REPORTS = {"architecture": architecture, "transfer": transfer_methods}
+Trainer = Callable[..., RunResult]
+
+
+def study_dir(study: Study, workdir: str | Path) -> Path:
+    return Path(workdir) / study.name
+
+
+def _previous(study: Study, out: Path, overwrite: bool) -> list[dict[str, Any]]:
+    """Records of an earlier run of the same study definition in ``out``."""
+    path = out / "results.json"
+    if not out.exists():
+        return []
+    if overwrite:
+        shutil.rmtree(out)
+        return []
+    if path.is_file():
+        payload = json.loads(path.read_text())
+        if payload.get("definition") == json.loads(json.dumps(study.definition())):
+            return payload.get("records", [])
+    raise InputError(
+        f"'{out}' holds another definition of the study {study.name}; pass --overwrite to "
+        "replace it, or another --workdir."
+    )
+
+
+def run(
+    study: Study,
+    workdir: str | Path,
+    *,
+    only: Sequence[str] | None = None,
+    overwrite: bool = False,
+    trainer: Trainer = train,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Trains the study's rows (``only`` these, if given); returns every record."""
+    rows = study.select(list(only) if only else None).rows
+    out = study_dir(study, workdir)
+    records = [
+        r for r in _previous(study, out, overwrite) if r["row"] not in {x.name for x in rows}
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    splits = _shared_splits(study)
+    source = _source_run(study, rows, out, splits, trainer, log)
+    runs = [(row, seed) for row in rows for seed in study.seeds]
+    for index, (row, seed) in enumerate(runs, start=1):
+        log(f"[{index}/{len(runs)}] {row.label} (seed {seed})")
+        records.append(_train_row(study, row, seed, out, splits, source, trainer))
+        write(study, records, out)
+        log(REPORTS[study.kind].record_text(records[-1]))
+    return records
+
+
+def _shared_splits(study: Study) -> data.Splits:
+    """The study's dataset, decoded into memory once when its images have one size."""
+    d = study.base.data
+    splits = data.load(d.name, data_dir=d.data_dir, seed=study.base.runtime.seed)
+    if splits.info.decoded_bytes("train") is None:
+        return splits
+    return subsets.in_memory(splits)
+
+
+def _source_run(study, rows, out, splits, trainer, log) -> str | None:
+    """Trains the study's source experiment when a selected row starts from it."""
+    if study.source is None or not any(
+        row.overrides.get("transfer.init_from") == SOURCE for row in rows
+    ):
+        return None
+    log(f"[source] {study.name}: training the source model")
+    config = study.experiment(study.source, SOURCE_RUN, study.seeds[0], out)
+    return str(_release(trainer(config, splits=splits)).run_dir)
+
+
+def _release(result: RunResult) -> RunResult:
+    keras.backend.clear_session()
+    gc.collect()
+    return result
+
+
+def _train_row(study, row: Row, seed, out, splits, source, trainer) -> dict[str, Any]:
+    overrides = dict(row.overrides)
+    if overrides.get("transfer.init_from") == SOURCE:
+        overrides["transfer.init_from"] = source
+    name = row.name if len(study.seeds) == 1 else f"{row.name}-seed{seed}"
+    record = {"row": row.name, "label": row.label, "group": row.group, "seed": seed}
+    start = time.perf_counter()
+    try:
+        result = trainer(study.experiment(overrides, name, seed, out), splits=splits)
+    except Exception as error:  # noqa: BLE001 - one row's failure must not end the study
+        _release(None)
+        return {**record, "error": repr(error)}
+    record.update(_measured(result, time.perf_counter() - start))
+    record.update(REPORTS[study.kind].extra(result))
+    del result
+    _release(None)
+    return record
+
+
+def _measured(result: RunResult, seconds: float) -> dict[str, Any]:
+    m = result.metrics
+    return {
+        "error": None,
+        "test_top1": m.test_top1,
+        "test_top5": m.test_top5,
+        "validation_top1": m.validation_top1,
+        "parameters": m.parameters,
+        "trainable_parameters": m.trainable_parameters_per_phase or [m.trainable_parameters],
+        "image_size": m.image_size,
+        "steps": m.epochs * m.steps_per_epoch,
+        "train_images_per_second": m.train_images_per_second,
+        "steady_images_per_second": m.steady_images_per_second,
+        "first_step_seconds": m.first_step_seconds,
+        "fit_seconds": m.wall_time_seconds,
+        "total_seconds": round(seconds, 1),
+        "run_dir": str(result.run_dir),
+        "export_dir": str(result.export_dir) if result.export_dir else None,
+    }
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One summary per row: its first good record, with the mean and standard deviation
+    of test top-1/top-5 over its seeds (std 0 for a single seed)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        rows.setdefault(record["row"], []).append(record)
+    summaries = []
+    for runs in rows.values():
+        good = [r for r in runs if not r.get("error")]
+        summary = dict(good[0] if good else runs[0])
+        summary["seeds"] = [r["seed"] for r in good]
+        for key in ("test_top1", "test_top5"):
+            values = [r[key] for r in good]
+            if values:
+                summary[key] = statistics.fmean(values)
+                summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summaries.append(summary)
+    return summaries
+
+
+def write(study: Study, records: Sequence[dict[str, Any]], out: Path) -> None:
+    """``results.json`` and the kind's report, rewritten from all records so far."""
+    summaries = summarise(records)
+    payload = {
+        "study": study.name,
+        "kind": study.kind,
+        "definition": study.definition(),
+        "rows": summaries,
+        "records": list(records),
+    }
+    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    REPORTS[study.kind].write_report(study, summaries, out)
