@@ -13,40 +13,16 @@ import pytest
 import tensorflow as tf
 
 import kimnet.export
-from kimnet.training import TrainConfig, callbacks, train
+from kimnet import experiment
+from kimnet.training import callbacks, train
 from kimnet.training.callbacks import EpochStats, recalibrate_batchnorm
 from kimnet.training.optim import learning_rate_schedule
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"model": "resnet5"}, "Unknown model 'resnet5'.*Known models:.*mobilenetv2"),
-        ({"batch_size": 0}, "batch_size must be at least 1"),
-        ({"image_size": 4}, "image_size must be between"),
-        ({"epochs": 0}, "epochs must be at least 1"),
-        ({"augment": "flip_h,spin"}, "Unknown augmentation 'spin'"),
-        ({"optimizer": "adagrad"}, "Unknown optimizer 'adagrad'"),
-        ({"run_name": "../escape"}, "Run name"),
-        ({"image_size": 24, "small_input": "false"}, "below mobilenetv2's minimum"),
-    ],
-)
-def test_config_validation(changes, message):
-    with pytest.raises(ValueError, match=message):
-        TrainConfig(**changes).validate()
-
-
-def test_default_run_name():
-    assert TrainConfig().resolved_run_name() == "fmnist-mobilenetv2"
-    assert TrainConfig(dataset="folder:/data/my photos").resolved_run_name() == (
-        "my-photos-mobilenetv2"
-    )
-
-
 def test_learning_rate_warms_up_then_decays_to_zero():
-    schedule = learning_rate_schedule(TrainConfig(epochs=4, learning_rate=0.1, warmup_epochs=1), 10)
+    schedule = learning_rate_schedule(0.1, epochs=4, warmup_epochs=1, steps_per_epoch=10)
     values = [float(schedule(step)) for step in (0, 5, 10, 25, 40)]
     assert values[0] == 0.0 and values[1] == pytest.approx(0.05)
     assert values[2] == pytest.approx(0.1) and 0 < values[3] < 0.1
@@ -105,15 +81,17 @@ def _run_script(*flags: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--model=vgg17"], "Unknown model 'vgg17'"),
-        (["--epochs=abc"], "epochs"),
-        (["--batch_size=-4"], "batch_size must be at least 1"),
-        (["--augment=blur"], "Unknown augmentation 'blur'"),
-        (["--dataset=folder:/no/such/dir"], "does not exist"),
+        (["--config.model.name=vgg17"], "Unknown model 'vgg17'"),
+        (["--config.schedule.epochs=abc"], "epochs"),
+        (["--config.data.batch_size=-4"], "config.data.batch_size=-4"),
+        (["--config.augment.ops=blur"], "Unknown augmentation 'blur'"),
+        (["--config.data.name=folder:/no/such/dir"], "does not exist"),
     ],
 )
 def test_script_rejects_bad_flags_with_exit_status_2(flags, message, tmp_path):
-    result = _run_script(*flags, f"--workdir={tmp_path}/runs", f"--export_dir={tmp_path}/saved")
+    result = _run_script(
+        *flags, f"--config.runtime.workdir={tmp_path}/runs", f"--config.export.dir={tmp_path}/saved"
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error:") and message in last
@@ -124,15 +102,15 @@ def test_script_rejects_bad_flags_with_exit_status_2(flags, message, tmp_path):
 def quick_run(tmp_path_factory):
     """A real, short Fashion-MNIST run: 2 epochs of 80 batches of 64 images."""
     root = tmp_path_factory.mktemp("train")
-    config = TrainConfig(
-        model_args={"alpha": 0.35},
-        epochs=2,
-        batch_size=64,
-        steps_per_epoch=80,
-        quick=True,
-        workdir=str(root / "runs"),
-        export_dir=str(root / "saved"),
-        run_name="e2e",
+    config = experiment.validate(
+        {
+            "model": {"args": "alpha=0.35"},
+            "data": {"batch_size": 64},
+            "schedule": {"epochs": 2, "steps_per_epoch": 80},
+            "evaluate": {"max_batches": 5},
+            "runtime": {"workdir": str(root / "runs"), "run_name": "e2e"},
+            "export": {"dir": str(root / "saved")},
+        }
     )
     return config, train(config)
 
@@ -140,7 +118,7 @@ def quick_run(tmp_path_factory):
 def test_run_directory_contents(quick_run):
     config, result = quick_run
     run = result.run_dir
-    assert json.loads((run / "config.json").read_text())["model_args"] == {"alpha": 0.35}
+    assert json.loads((run / "config.json").read_text())["model"]["args"] == "alpha=0.35"
     metrics = json.loads((run / "metrics.json").read_text())
     for key in (
         "test_top1",
@@ -168,7 +146,7 @@ def test_run_directory_contents(quick_run):
 def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, fmnist):
     config, result = quick_run
     # The run evaluated the first QUICK_EVAL_BATCHES batches of the test split.
-    test = list(fmnist.test.take(5 * config.batch_size).as_numpy_iterator())
+    test = list(fmnist.test.take(5 * config.data.batch_size).as_numpy_iterator())
     images = np.stack([x for x, _ in test])
     labels = np.array([y for _, y in test])
     classifier = kimnet.export.load(result.export_dir)
@@ -176,7 +154,7 @@ def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, 
     accuracy = float(np.mean(predicted == labels))
     # Measured 0.49-0.60 after 60 steps per epoch; chance is 0.1.
     assert accuracy > 0.4, f"accuracy {accuracy} after a short run; chance is 0.1"
-    assert accuracy == pytest.approx(result.metrics["test_top1"], abs=1.5 / len(labels))
+    assert accuracy == pytest.approx(result.metrics.test_top1, abs=1.5 / len(labels))
     assert classifier.class_names == list(fmnist.info.class_names)
 
 
@@ -184,7 +162,9 @@ def test_second_run_with_the_same_name_is_refused(quick_run):
     config, _ = quick_run
     with pytest.raises(FileExistsError, match="already exists"):
         train(config)
-    export_version = TrainConfig(**{**config.__dict__, "overwrite": True, "export_version": 1})
+    export_version = experiment.with_overrides(
+        config, {"runtime.overwrite": True, "export.version": 1}
+    )
     with pytest.raises(FileExistsError, match="already exists"):
         train(export_version)
-    assert kimnet.export.versions(Path(config.export_dir) / "e2e") == [1]
+    assert kimnet.export.versions(Path(config.export.dir) / "e2e") == [1]

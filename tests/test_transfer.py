@@ -3,7 +3,6 @@ schedules, discriminative rates, subsets and the study's helpers."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
@@ -12,12 +11,13 @@ import pytest
 import tensorflow as tf
 
 import kimnet.models
+from kimnet import experiment
 from kimnet.data import DatasetInfo, Splits
 from kimnet.models.stages import set_stages
-from kimnet.studies import transfer as study
-from kimnet.training import TrainConfig
-from kimnet.transfer import TransferConfig, cut_after, freezing, schedule, sources, subsets
-from kimnet.transfer.finetune import ScaledSGD, prepare, stage_lr_multipliers
+from kimnet.studies import study, transfer_methods
+from kimnet.training.optim import ScaledSGD
+from kimnet.transfer import cut_after, freezing, sources, subsets, unfreezing
+from kimnet.transfer.finetune import resolve, stage_lr_multipliers
 
 ROOT = Path(__file__).resolve().parents[1]
 # One model per family, small enough to build quickly.
@@ -113,14 +113,14 @@ def test_unknown_strategy_lists_the_valid_ones(strategy):
 
 def test_schedule_parses_and_rejects_bad_phases():
     names = ["stem", "stage1", "stage2", "stage3", "stage4", "head"]
-    phases = schedule.parse("head:3, stage4:2,stage3:2@1e-4,all:4", names)
+    phases = unfreezing.parse("head:3, stage4:2,stage3:2@1e-4,all:4", names)
     assert [(p.first_trainable, p.epochs, p.learning_rate) for p in phases] == [
         ("head", 3, None),
         ("stage4", 2, None),
         ("stage3", 2, 1e-4),
         ("all", 4, None),
     ]
-    assert schedule.total_epochs(phases) == 11
+    assert unfreezing.total_epochs(phases) == 11
     for text, message in [
         ("head3", "does not parse"),
         ("head:x", "does not parse"),
@@ -133,7 +133,7 @@ def test_schedule_parses_and_rejects_bad_phases():
         ("", "Empty schedule"),
     ]:
         with pytest.raises(ValueError, match=message):
-            schedule.parse(text, names)
+            unfreezing.parse(text, names)
 
 
 def test_features_from_cuts_after_the_stage_and_keeps_the_stage_map():
@@ -142,7 +142,7 @@ def test_features_from_cuts_after_the_stage_and_keeps_the_stage_map():
     assert kimnet.models.stage_names(cut) == ["stem", "stage1", "stage2", "stage3", "head"]
     assert cut.output.shape == (None, 4)
     assert cut.get_layer(kimnet.models.stages(model)["stage3"][-1].name) is not None
-    with pytest.raises(ValueError, match="no stage 'stage9'.*stem, stage1"):
+    with pytest.raises(ValueError, match="features_from='stage9'.*no such stage.*stem, stage1"):
         cut_after(model, "stage9", 4, 0.0)
 
 
@@ -185,10 +185,11 @@ def test_frozen_batchnorm_statistics_do_not_change_in_training(strategy):
 
 def test_discriminative_rates_scale_each_stage_update():
     model = _toy_model()
-    assert stage_lr_multipliers(model, 0.5) == {"stem": 0.25, "stage1": 0.5, "head": 1.0}
+    multipliers = stage_lr_multipliers(model, 0.5)
+    by_layer = {path.split("/")[0]: factor for path, factor in multipliers.items()}
+    assert by_layer == {"c0": 0.25, "bn0": 0.25, "c1": 0.5, "bn1": 0.5}  # the head: x1
     a, b = keras.Variable(np.zeros(3, "float32")), keras.Variable(np.zeros(3, "float32"))
-    optimizer = ScaledSGD(learning_rate=1.0, momentum=0.0)
-    optimizer.set_lr_multipliers([(a, 1.0), (b, 0.25)])
+    optimizer = ScaledSGD(learning_rate=1.0, momentum=0.0, lr_multipliers={b.path: 0.25})
     optimizer.apply([tf.ones(3), tf.ones(3)], [a, b])
     np.testing.assert_allclose(a.numpy(), -1.0)
     np.testing.assert_allclose(b.numpy(), -0.25)
@@ -232,8 +233,8 @@ def test_loading_a_weights_file_replaces_only_a_head_of_another_size(tmp_path):
 def _fake_run(root: Path, model: str = "mobilenetv2", weights: Path | None = None) -> Path:
     run = root / f"run-{model}"
     (run / "checkpoints").mkdir(parents=True)
-    config = TrainConfig(model=model, model_args={"alpha": 0.35}).to_dict()
-    (run / "config.json").write_text(json.dumps(config))
+    config = experiment.validate({"model": {"name": model, "args": "alpha=0.35"}})
+    (run / "config.json").write_text(experiment.to_json(config))
     target = run / "checkpoints" / "last.weights.h5"
     if weights is not None:
         target.write_bytes(weights.read_bytes())
@@ -247,27 +248,27 @@ def test_init_from_a_run_loads_it_and_bad_runs_are_refused(tmp_path):
     path = tmp_path / "w.weights.h5"
     source.save_weights(str(path))
     run = _fake_run(tmp_path, weights=path)
-    config = prepare(TrainConfig(), TransferConfig(init_from=str(run)))
-    assert config.model_args == {"alpha": 0.35}  # the run's arguments
+
+    def resolved(**transfer):
+        return resolve(experiment.validate({"transfer": transfer}))
+
+    config = resolved(init_from=str(run))
+    assert config.model.args == "alpha=0.35"  # the run's model and arguments
     target = build("mobilenetv2", classes=7, alpha=0.35)
     report = sources.load_run(target, run)
     assert report.initialised_layers == ["predictions"] and "run '" in report.source
 
-    with pytest.raises(FileNotFoundError, match="no run directory"):
-        prepare(TrainConfig(), TransferConfig(init_from=str(tmp_path / "nope")))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="not a kimnet run"):
-        prepare(TrainConfig(), TransferConfig(init_from=str(tmp_path / "empty")))
+    with pytest.raises(ValueError, match="is not a kimnet run directory"):
+        resolved(init_from=str(tmp_path / "nope"))
     other = _fake_run(tmp_path, model="resnet18")
-    with pytest.raises(ValueError, match="trained resnet18, not mobilenetv2"):
-        prepare(TrainConfig(), TransferConfig(init_from=str(other)))
-    with pytest.raises(ValueError, match="not .*alpha.*0.5"):
-        prepare(TrainConfig(model_args={"alpha": 0.5}), TransferConfig(init_from=str(run)))
-    with pytest.raises(ValueError, match="either --freeze .* or --schedule"):
-        prepare(TrainConfig(), TransferConfig(freeze="bn", schedule="head:1"))
+    assert resolved(init_from=str(other)).model.name == "resnet18"
+    with pytest.raises(ValueError, match="trained resnet18; leave the model unset"):
+        resolve(
+            experiment.validate({"model": {"name": "vgg11"}, "transfer": {"init_from": str(other)}})
+        )
     with pytest.raises(ValueError, match="does not parse"):
-        prepare(TrainConfig(), TransferConfig(schedule="head=1"))
-    assert prepare(TrainConfig(), TransferConfig(schedule="head:1,all:2")).epochs == 3
+        resolved(schedule="head=1")
+    assert resolved(schedule="head:1,all:2").schedule.epochs == 3
 
 
 def test_class_and_size_subsets():
@@ -293,33 +294,37 @@ def test_class_and_size_subsets():
         subsets.subset(splits, classes=[7, 0])
 
 
-def test_study_config_helpers_and_outputs(tmp_path):
+def test_transfer_study_rows_and_report_helpers(tmp_path):
     path = ROOT / "configs" / "transfer_study.py"
-    full, quick = study.load_config(path), study.load_config(path, quick=True)
-    assert len(full.target_sizes) >= 2 and set(full.source_classes).isdisjoint(full.target_classes)
-    assert quick.pretrain_steps_per_epoch * quick.pretrain_epochs < (
-        full.pretrain_steps_per_epoch * full.pretrain_epochs
+    full, quick = study.load(str(path)), study.load(f"{path}:quick")
+    assert full.source["data.classes"] == "0-4" and full.base.data.name == "fashion_mnist"
+    assert {row.overrides["data.classes"] for row in full.rows} == {"5-9"}
+    assert len({row.group for row in full.rows}) >= 2 and len(quick.rows) < len(full.rows)
+    steps = "schedule.steps_per_epoch"
+    assert quick.source[steps] * quick.source["schedule.epochs"] < (
+        full.source[steps] * full.source["schedule.epochs"]
     )
-    assert study.phase_epochs(full.gradual, 12) == "head:4,stage4:4,all:4"
-    assert study.phase_epochs(full.gradual, 5) == "head:2,stage4:2,all:1"
-    assert study.phase_epochs((("head", 0.25), ("all", 0.75)), 3) == "head:1,all:2"
+    shares = (("head", 1 / 3), ("stage4", 1 / 3), ("all", 1 / 3))
+    assert transfer_methods.phase_epochs(shares, 12) == "head:4,stage4:4,all:4"
+    assert transfer_methods.phase_epochs(shares, 5) == "head:2,stage4:2,all:1"
+    assert transfer_methods.phase_epochs((("head", 0.25), ("all", 0.75)), 3) == "head:1,all:2"
     with pytest.raises(ValueError, match="cannot hold 3 phases"):
-        study.phase_epochs(full.gradual, 2)
-    labels = [label for label, _, _ in study.method_runs(full)]
+        transfer_methods.phase_epochs(shares, 2)
+    labels = [row.label for row in full.rows if row.group == full.rows[0].group]
     assert labels[:3] == ["from scratch", "full fine-tuning", "gradual unfreezing"]
     assert labels[-1] == "frozen features from stage5 (frozen backbone)"
     results = [
         {"label": "from scratch", "train_examples": n, "test_top1": a, "test_top5": 1.0}
         for n, a in ((100, 0.5), (1000, 0.75))
     ] + [{"label": "full fine-tuning", "train_examples": 100, "test_top1": 0.8, "test_top5": 1.0}]
-    table = study.markdown_table(results, [100, 1000], top5=False)
+    table = transfer_methods.markdown_table(results, [100, 1000], top5=False)
     assert table.splitlines()[0] == "| method | N=100 top-1 | N=1000 top-1 |"
     assert "| from scratch | 50.0 | 75.0 |" in table and "| full fine-tuning | 80.0 | - |" in table
-    assert "top-5" in study.markdown_table(results, [100, 1000], top5=True)
-    study.plot(results, [100, 1000], tmp_path / "plot.png")
+    assert "top-5" in transfer_methods.markdown_table(results, [100, 1000], top5=True)
+    transfer_methods.plot(results, [100, 1000], tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(FileNotFoundError):
-        study.load_config(tmp_path / "none.py")
+    with pytest.raises(ValueError, match="does not exist"):
+        study.load(str(tmp_path / "none.py"))
 
 
 def test_imagenet_source_errors_are_clear():

@@ -21,61 +21,63 @@ import pytest
 import tensorflow as tf
 
 import kimnet.models
-from kimnet.training import TrainConfig
-from kimnet.transfer import TransferConfig, finetune, sources, subsets
+from kimnet import experiment
+from kimnet.training import train
+from kimnet.transfer import sources, subsets
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = dict(
-    classes=[5, 6, 7, 8, 9], train_examples=200, validation_examples=64, test_examples=500
-)
+TARGET = {"classes": "5-9", "train_examples": 200, "validation_examples": 64, "test_examples": 500}
 FROZEN = ("stem", "stage1", "stage2", "stage3")
 
 
-def _config(root: Path, name: str, **changes) -> TrainConfig:
-    base = dict(
-        model_args={"alpha": 0.35},
-        batch_size=32,
-        learning_rate=5e-3,
-        augment="none",
-        bn_recalibration_batches=4,
-        workdir=str(root / "runs"),
-        export=False,
-        run_name=name,
+def _config(root: Path, name: str, data=None, schedule=None, transfer=None, **sections):
+    return experiment.validate(
+        {
+            "model": {"args": "alpha=0.35"},
+            "data": {"batch_size": 32, **(data or {})},
+            "optim": {"learning_rate": 5e-3},
+            "augment": {"ops": "none"},
+            "schedule": {"epochs": 3, **(schedule or {})},
+            "evaluate": {"bn_recalibration_batches": 4},
+            "transfer": transfer or {},
+            "runtime": {"workdir": str(root / "runs"), "run_name": name},
+            "export": {"enabled": False},
+            **sections,
+        }
     )
-    return TrainConfig(**{**base, **changes})
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, fmnist):
     root = tmp_path_factory.mktemp("transfer")
     fmnist = subsets.in_memory(fmnist)  # decoded once for the three runs
-    source = finetune(
-        _config(root, "source", epochs=1, batch_size=64, steps_per_epoch=60, warmup_epochs=0.1),
-        TransferConfig(validation_examples=64, test_examples=64),
-        splits=fmnist,
-    )
-    tuned = finetune(
-        _config(root, "tuned", epochs=3),
-        TransferConfig(
-            init_from=str(source.run_dir),
-            schedule="head:1,stage4:2",
-            unfreeze_lr_scale=0.4,
-            new_head=True,
-            **TARGET,
+    source = train(
+        _config(
+            root,
+            "source",
+            data={"batch_size": 64, "validation_examples": 64, "test_examples": 64},
+            schedule={"epochs": 1, "steps_per_epoch": 60, "warmup_epochs": 0.1},
         ),
         splits=fmnist,
     )
-    scratch = finetune(_config(root, "scratch", epochs=3), TransferConfig(**TARGET), splits=fmnist)
+    transfer = {
+        "init_from": str(source.run_dir),
+        "schedule": "head:1,stage4:2",
+        "unfreeze_lr_scale": 0.4,
+        "new_head": True,
+    }
+    tuned = train(_config(root, "tuned", data=TARGET, transfer=transfer), splits=fmnist)
+    scratch = train(_config(root, "scratch", data=TARGET), splits=fmnist)
     return source, tuned, scratch
 
 
 @pytest.mark.slow  # three real training runs: minutes on a 2-core CPU
 def test_fine_tuning_beats_the_same_budget_from_scratch(runs):
     source, tuned, scratch = runs
-    assert source.metrics["test_top1"] > 0.4  # the source task was learned (chance: 0.1)
-    assert tuned.metrics["test_top1"] > scratch.metrics["test_top1"] + 0.03, (
-        tuned.metrics["test_top1"],
-        scratch.metrics["test_top1"],
+    assert source.metrics.test_top1 > 0.4  # the source task was learned (chance: 0.1)
+    assert tuned.metrics.test_top1 > scratch.metrics.test_top1 + 0.03, (
+        tuned.metrics.test_top1,
+        scratch.metrics.test_top1,
     )
 
 
@@ -117,9 +119,11 @@ def test_phases_are_recorded_in_the_run_directory_and_tensorboard(runs):
     assert second["stage4"]["trainable"] > 0 and second["stage5"]["trainable"] > 0
     assert phases[1]["learning_rate"] == pytest.approx(5e-3 * 0.4)
     config = json.loads((run / "config.json").read_text())
-    assert config["epochs"] == 3 and config["hooks"]["transfer"]["schedule"] == "head:1,stage4:2"
-    assert config["hooks"]["loaded"]["initialised_layers"] == ["predictions"]
-    assert tuned.metrics["trainable_parameters_per_phase"][0] == 1280 * 5 + 5
+    assert config["schedule"]["epochs"] == 3
+    assert config["transfer"]["schedule"] == "head:1,stage4:2"
+    results = json.loads((run / "metrics.json").read_text())
+    assert results["loaded"]["initialised_layers"] == ["predictions"]
+    assert tuned.metrics.trainable_parameters_per_phase[0] == 1280 * 5 + 5
     phase_values = []
     for event_file in (run / "tensorboard" / "train").rglob("events.out.tfevents.*"):
         for event in tf.compat.v1.train.summary_iterator(str(event_file)):
@@ -130,21 +134,25 @@ def test_phases_are_recorded_in_the_run_directory_and_tensorboard(runs):
 
 
 @pytest.mark.parametrize(
-    "flags, message",
+    "overrides, message",
     [
-        (["--init_from=/no/such/run"], "no run directory '/no/such/run'"),
-        (["--freeze=top", "--quick"], "Unknown freezing strategy 'top'.*Valid strategies"),
+        (["--config.transfer.init_from=/no/such/run"], "'/no/such/run' is not a kimnet run"),
+        (
+            ["--config.transfer.freeze=top"],
+            "Unknown freezing strategy 'top'.*Valid strategies",
+        ),
     ],
 )
-def test_finetune_script_rejects_bad_input_before_training(flags, message, tmp_path):
+def test_finetune_rejects_bad_input_before_training(overrides, message, tmp_path):
     result = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "pipelines" / "finetune.py"),
-            "--model_arg=alpha=0.35",
-            f"--workdir={tmp_path}/runs",
-            f"--export_dir={tmp_path}/saved",
-            *flags,
+            str(ROOT / "pipelines" / "train.py"),
+            "--config=configs/train.py:quick",
+            "--config.model.args=alpha=0.35",
+            f"--config.runtime.workdir={tmp_path}/runs",
+            f"--config.export.dir={tmp_path}/saved",
+            *overrides,
         ],
         capture_output=True,
         text=True,
