@@ -13,13 +13,14 @@ from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 from PIL import Image, UnidentifiedImageError
 
-from kimnet.data import fashion_mnist, tfrecord
+from kimnet.data import fashion_mnist, names, tfrecord
 from kimnet.data.splits import SPLITS, DatasetInfo, Splits
 from kimnet.errors import InputError
 
-FOLDER_PREFIX = "folder:"
+FOLDER_PREFIX = names.FOLDER_PREFIX
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -56,19 +57,24 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
     """The prepared TFDS builder for ``name``, preparing it first when needed.
 
     ``fashion_mnist`` is prepared from the local IDX files when they are on disk
-    (identical data, no network); every other dataset is downloaded by TFDS.
+    (identical data, no network); every other dataset is downloaded by TFDS. A
+    mistyped name, a bare path, or a dataset that needs a download on a machine
+    without network raises :class:`InputError` at once.
     """
+    names.check_not_a_path(name)
+    names.check_tfds_name(name)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as error:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
         raise InputError(
-            f"Unknown dataset '{name}'. Use a TFDS dataset name (see `tfds.list_builders()`, "
-            f"e.g. fashion_mnist, cifar10), folder:/path/to/images or tfrecord:/path/to/shards."
+            f"TFDS cannot make a builder for '{name}': {error}".split("\n")[0]
         ) from error
-    if builder.is_prepared():
+    if _is_prepared(builder):
         return builder
     if name == fashion_mnist.NAME and fashion_mnist.local_dir() is not None:
         return fashion_mnist.prepare(data_dir)
+    if not names.can_download():
+        raise names.not_prepared_offline(name, data_dir)
     try:
         builder.download_and_prepare()
     except Exception as error:  # TFDS raises many kinds; all mean the same to the user.
@@ -79,6 +85,17 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
         )
         raise RuntimeError(f"Could not download TFDS dataset '{name}': {error}.{hint}") from error
     return builder
+
+
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+    # TFDS warns "Variant folder ... has no dataset_info.json" for every dataset that is
+    # simply not prepared yet; kimnet says what to do instead.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def _load_tfds(name: str, data_dir: str | None, validation_fraction: float) -> Splits:
