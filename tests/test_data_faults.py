@@ -76,3 +76,61 @@ def test_command_line_names_errors_in_one_line(tmp_path, child_env, one_line):
         assert "python -m kimnet.data prepare cifar10" in one_line(result.stderr)
     assert time.perf_counter() - start < 60
     assert not (tmp_path / "out").exists()
+
+
+def _plant_bad_images(root):
+    """A truncated JPEG and a TIFF named .png, both made with PIL, among good images."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(1).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    jpeg = io.BytesIO()
+    Image.fromarray(pixels).save(jpeg, format="JPEG")
+    truncated = root / "dogs" / "truncated.jpg"
+    truncated.write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
+    tiff = root / "owls" / "tiff_named.png"
+    Image.fromarray(pixels).save(tiff, format="TIFF")
+    return truncated, tiff
+
+
+def test_bad_images_are_named_before_training(image_folder):
+    truncated, tiff = _plant_bad_images(image_folder)
+    with pytest.raises(InputError) as caught:
+        kimnet.data.load(f"folder:{image_folder}")
+    message = str(caught.value)
+    assert message.startswith(f"2 of 20 images in folder:{image_folder} cannot be decoded")
+    assert str(truncated) in message and str(tiff) in message and "\n" not in message
+    assert "skip_bad_images=True" in message
+
+
+def test_skip_bad_images_trains_on_the_rest_and_lists_them(image_folder, tmp_path, capsys):
+    truncated, tiff = _plant_bad_images(image_folder)
+    listed = tmp_path / "skipped.txt"
+    splits = kimnet.data.load(f"folder:{image_folder}", skip_bad_images=True, skipped_list=listed)
+    assert sum(splits.info.num_examples.values()) == 18
+    assert sum(1 for split in ("train", "validation", "test") for _ in getattr(splits, split)) == 18
+    rows = [line.split("\t") for line in listed.read_text().splitlines()]
+    assert sorted(row[0] for row in rows) == sorted([str(truncated), str(tiff)])
+    assert all(reason for _, reason in rows)
+    assert capsys.readouterr().out == (
+        f"Skipping 2 of 20 images that cannot be decoded (list: {listed}).\n"
+    )
+
+
+def test_skipped_list_defaults_to_the_cache(image_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    _plant_bad_images(image_folder)
+    kimnet.data.load(f"folder:{image_folder}", skip_bad_images=True)
+    (listed,) = (tmp_path / "cache" / "kimnet" / "skipped_images").iterdir()
+    assert listed.name.startswith("images-") and len(listed.read_text().splitlines()) == 2
+
+
+def test_command_line_names_a_bad_image(image_folder, tmp_path, child_env, one_line):
+    truncated, _ = _plant_bad_images(image_folder)
+    out = tmp_path / "shards"
+    result = _run_data_command(child_env, "tfrecord", f"folder:{image_folder}", str(out))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(truncated) in one_line(result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # nothing written

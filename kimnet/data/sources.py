@@ -8,15 +8,15 @@ augmentation are applied afterwards (``kimnet.data.pipeline``).
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging as absl_logging
-from PIL import Image, UnidentifiedImageError
 
-from kimnet.data import fashion_mnist, names, tfrecord
+from kimnet.data import checks, fashion_mnist, names, tfrecord
 from kimnet.data.splits import SPLITS, DatasetInfo, Splits
 from kimnet.errors import InputError
 
@@ -31,6 +31,8 @@ def load(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    skip_bad_images: bool = False,
+    skipped_list: str | os.PathLike | None = None,
 ) -> Splits:
     """Loads a dataset as raw train / validation / test splits.
 
@@ -43,11 +45,24 @@ def load(
             when the dataset has no validation split. The hold-out is deterministic.
         test_fraction: For folders without a ``test/`` sub-folder: share held out for test.
         seed: Seed of the deterministic folder split.
+        skip_bad_images: Folders only. Every image is decoded up front as training
+            decodes it; by default an image that fails raises :class:`InputError`
+            naming it. With ``True`` such images are left out, counted in one printed
+            line, and listed (``path<TAB>reason``) in ``skipped_list``.
+        skipped_list: Where that list goes (default:
+            ``~/.cache/kimnet/skipped_images/<folder>-<hash>.txt``).
     """
     if not 0 < validation_fraction < 1:
         raise InputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
     if name.startswith(FOLDER_PREFIX):
-        return _load_folder(name, validation_fraction, test_fraction, seed)
+        return _load_folder(
+            name,
+            validation_fraction,
+            test_fraction,
+            seed,
+            skip_bad_images=skip_bad_images,
+            skipped_list=skipped_list,
+        )
     if name.startswith(tfrecord.PREFIX):
         return tfrecord.load(name, seed=seed)
     return _load_tfds(name, data_dir, validation_fraction)
@@ -143,19 +158,40 @@ def _list_classes(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _check_images(files: list[Path]) -> None:
-    """Fails on the first file that is not a readable image, before training starts."""
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise InputError(
-                f"Image file '{path}' is unreadable or corrupt ({error}). Remove or replace it."
-            ) from error
+def _drop_bad_images(
+    files: dict[str, list[tuple[Path, int]]],
+    root: Path,
+    *,
+    skip: bool,
+    skipped_list: str | os.PathLike | None,
+) -> dict[str, list[tuple[Path, int]]]:
+    """Decodes every file as training will; fails naming bad ones, or drops and lists them."""
+    paths = [p for split in SPLITS for p, _ in files[split]]
+    bad = checks.undecodable_images(paths, label=f" of {FOLDER_PREFIX}{root}")
+    if not bad:
+        return files
+    summary = checks.describe_bad(bad, len(paths), f"{FOLDER_PREFIX}{root}")
+    if not skip:
+        raise InputError(
+            f"{summary}. Remove or replace them, or pass skip_bad_images=True to train "
+            f"without them."
+        )
+    listed = checks.write_skipped_list(
+        bad, Path(skipped_list) if skipped_list else checks.skipped_list_path(root)
+    )
+    print(f"Skipping {len(bad)} of {len(paths)} images that cannot be decoded (list: {listed}).")
+    return {split: [(p, y) for p, y in files[split] if str(p) not in bad] for split in SPLITS}
 
 
-def _load_folder(name: str, validation_fraction: float, test_fraction: float, seed: int) -> Splits:
+def _load_folder(
+    name: str,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    skip_bad_images: bool,
+    skipped_list: str | os.PathLike | None,
+) -> Splits:
     root = Path(name[len(FOLDER_PREFIX) :]).expanduser()
     if not root.is_dir():
         raise InputError(f"Dataset folder '{root}' does not exist.")
@@ -201,13 +237,16 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
     for split in SPLITS:
         if not files[split]:
             raise InputError(f"Folder '{root}' leaves the {split} split empty; add more images.")
-    _check_images([p for split in SPLITS for p, _ in files[split]])
+    files = _drop_bad_images(files, root, skip=skip_bad_images, skipped_list=skipped_list)
+    for split in SPLITS:
+        if not files[split]:
+            raise InputError(f"Folder '{root}' has no decodable {split} images left.")
 
     def dataset(split: str) -> tf.data.Dataset:
         paths = [str(p) for p, _ in files[split]]
         labels = [label for _, label in files[split]]
         ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
-        return ds.map(_read_image, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda p, y: (checks.decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     return Splits(
         **{split: dataset(split) for split in SPLITS},
@@ -218,8 +257,3 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
             image_shape=(None, None, 3),
         ),
     )
-
-
-def _read_image(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, label
