@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -9,6 +11,7 @@ import time
 import pytest
 
 import kimnet.data
+from kimnet import fileio
 from kimnet.data import names
 from kimnet.errors import InputError
 
@@ -134,3 +137,129 @@ def test_command_line_names_a_bad_image(image_folder, tmp_path, child_env, one_l
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert str(truncated) in one_line(result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]  # nothing written
+
+
+def _write_shards(fmnist, out, **kwargs):
+    import dataclasses
+
+    from kimnet.data import tfrecord
+    from kimnet.data.splits import Splits
+
+    subset = {"train": 120, "validation": 20, "test": 40}
+    info = dataclasses.replace(fmnist.info, num_examples=subset)
+    source = Splits(**{s: getattr(fmnist, s).take(n) for s, n in subset.items()}, info=info)
+    tfrecord.write(source, out, examples_per_shard=kwargs.get("examples_per_shard", 20))
+    return out
+
+
+@pytest.fixture(scope="module")
+def shards(fmnist, tmp_path_factory):
+    return _write_shards(fmnist, tmp_path_factory.mktemp("shards") / "fm")
+
+
+def _damaged_copy(shards, tmp_path, damage):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shards, copy)
+    shard = copy / "test-00001-of-00002.tfrecord"
+    data = shard.read_bytes()
+    shard.write_bytes(damage(data))
+    return copy, shard
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "is cut short: its record"),
+        # 10 whole records of 20: the framing is sound, the count in dataset.json is not.
+        (lambda data: _first_records(data, 10), "holds 10 records where dataset.json says 20"),
+        (lambda data: data[:100] + bytes([data[100] ^ 0xFF]) + data[101:], "is corrupt"),
+    ],
+    ids=["cut-in-half", "cut-at-a-record", "flipped-byte"],
+)
+def test_a_damaged_test_shard_is_named_before_training(shards, tmp_path, damage, message):
+    copy, shard = _damaged_copy(shards, tmp_path, damage)
+    with pytest.raises(InputError, match=message) as caught:
+        kimnet.data.load(f"tfrecord:{copy}")
+    assert f"'{shard}'" in str(caught.value)
+
+
+def _first_records(data: bytes, count: int) -> bytes:
+    import struct
+
+    offset = 0
+    for _ in range(count):
+        (length,) = struct.unpack("<Q", data[offset : offset + 8])
+        offset += 12 + length + 4
+    return data[:offset]
+
+
+def test_command_line_names_a_cut_shard(shards, tmp_path, child_env, one_line):
+    copy, shard = _damaged_copy(shards, tmp_path, lambda data: data[: len(data) // 2])
+    result = _run_data_command(child_env, "tfrecord", f"tfrecord:{copy}", str(tmp_path / "again"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"TFRecord shard '{shard}' is cut short" in one_line(result.stderr)
+    assert not (tmp_path / "again").exists()
+
+
+def _start_writing(env, out):
+    """``python -m kimnet.data tfrecord fashion_mnist OUT``, returned once shards grow."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kimnet.data", "tfrecord", "fashion_mnist", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for p in out.parent.glob(".kimnet-partial-*") if any(p.glob("*.tfrecord"))]
+        if staged and fileio.tree_bytes(staged[0]) > 100_000:
+            return proc, staged[0]
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail(f"the writer never staged any shards: {proc.communicate()}")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_interrupted_tfrecord_command_leaves_nothing(tmp_path, child_env, one_line, signum):
+    out = tmp_path / "fm"
+    proc, staged = _start_writing(child_env, out)
+    assert fileio.staging_owner(staged) == proc.pid
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert one_line(stderr) == "Interrupted; nothing was written."
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_next_write_removes_stale_staging_of_dead_writers(shards, tmp_path, fmnist):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()
+    stale = tmp_path / f"{fileio.STAGING_MARK}{dead}-0badcafe-old"
+    recent = tmp_path / f"{fileio.STAGING_MARK}{dead}-0badcaff-recent"
+    live = tmp_path / f"{fileio.STAGING_MARK}{os.getpid()}-0badcb00-live"
+    old = time.time() - fileio.STALE_AFTER_S - 60
+    for folder in (stale, recent, live):
+        folder.mkdir()
+        (folder / "train-00000-of-00001.tfrecord").write_bytes(b"x" * 1000)
+    for folder in (stale, live):
+        os.utime(folder, (old, old))
+    _write_shards(fmnist, tmp_path / "fm")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fm", recent.name, live.name])
+
+
+def test_disk_full_while_writing_shards(small_tmpfs, child_env, one_line):
+    keep = small_tmpfs / "earlier.txt"
+    keep.write_text("written before")
+    out = small_tmpfs / "fm"
+    result = _run_data_command(child_env, "tfrecord", "fashion_mnist", str(out))
+    line = one_line(result.stderr)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert line.startswith(f"error: No space left to write '{out}'; it needs about ")
+    needed = float(line.split("needs about ")[1].split(" MiB")[0])
+    assert 15 < needed < 60  # 70,000 small PNGs in records: about 30 MiB
+    assert sorted(p.name for p in small_tmpfs.iterdir()) == ["earlier.txt"]
+    assert keep.read_text() == "written before"
