@@ -26,6 +26,7 @@ from kimnet.errors import InputError
 PROGRESS_FROM = 5_000
 """Folders with at least this many images print a progress line while checked."""
 PROGRESS_EVERY_S = 5.0
+_BATCH = 1024
 _RECORD_HEADER = 12  # uint64 length + uint32 masked CRC of the length
 _RECORD_FOOTER = 4  # uint32 masked CRC of the data
 
@@ -39,34 +40,56 @@ def undecodable_images(paths: Sequence[str | Path], *, label: str = "") -> dict[
     """``{path: reason}`` for the files that :func:`decode` cannot decode.
 
     All files are decoded in parallel; those that fail are dropped by
-    ``ignore_errors`` and decoded once more, one by one, for the reason.
+    ``ignore_errors`` and decoded once more, one by one, for the reason. The paths
+    that decoded come back in batches: one Python step per file would cost more than
+    the decoding of a small image.
     """
     paths = [str(p) for p in paths]
     if not paths:
         return {}
     decoded = (
         tf.data.Dataset.from_tensor_slices(paths)
-        .map(lambda p: (p, tf.shape(decode(p))), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(_decoded_size, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
         .ignore_errors()
+        .filter(_decoded)  # uses the size, so the decoding cannot be optimised away
+        .map(_path_only)
+        .batch(_BATCH)
     )
-    good = set()
+    good: set[str] = set()
     progress = _Progress(len(paths), label) if len(paths) >= PROGRESS_FROM else None
-    for path, _ in decoded.as_numpy_iterator():
-        good.add(path.decode())
+    for batch in decoded.as_numpy_iterator():
+        good.update(path.decode() for path in batch)
         if progress:
             progress.update(len(good))
     if progress:
         progress.done(len(paths))
-    return {path: _decode_error(path) for path in paths if path not in good}
+    failed = {path: _decode_error(path) for path in paths if path not in good}
+    return {path: reason for path, reason in failed.items() if reason is not None}
 
 
-def _decode_error(path: str) -> str:
+@tf.autograph.experimental.do_not_convert
+def _decoded_size(path: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return path, tf.size(decode(path))
+
+
+@tf.autograph.experimental.do_not_convert
+def _decoded(path: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    return size >= 0
+
+
+@tf.autograph.experimental.do_not_convert
+def _path_only(path: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    return path
+
+
+def _decode_error(path: str) -> str | None:
+    """Why ``path`` does not decode, or ``None`` if it does now (a passing read error)."""
     try:
         decode(tf.constant(path))
     except (tf.errors.OpError, ValueError) as error:
         message = getattr(error, "message", str(error))
         return message.split("\n")[0].split(" [Op:")[0].strip().rstrip(".")
-    return "decoded on retry"  # a transient read error; report it all the same
+    return None
 
 
 class _Progress:
