@@ -1,12 +1,70 @@
-"""The exception kimnet raises for bad input.
+"""The exceptions kimnet raises for problems the user can fix.
 
 :class:`InputError` marks a problem with what the user gave (a flag, a config, a
 file, a request), never a bug. Its message names the problem and the fix, and the
 pipeline scripts print it as one line and exit with status 2; any other exception
 keeps its traceback, so a bug is never mistaken for bad input. It subclasses
 ``ValueError``, so code that catches ``ValueError`` keeps working.
+
+:class:`DiskFullError` marks a write that ran out of space (``ENOSPC``). Its message
+names what could not be written and about how much space it needed. It subclasses
+``OSError`` (with ``errno == ENOSPC``), so code that catches ``OSError`` keeps
+working. Command-line layers print any of :data:`ONE_LINE_ERRORS` as one line
+(``error: <message>``) and exit with :func:`exit_code`.
 """
+
+from __future__ import annotations
+
+import errno
 
 
 class InputError(ValueError):
     """Bad input from the user; the message says what is wrong and how to fix it."""
+
+
+class DiskFullError(OSError):
+    """A write failed for lack of space; the message says what and how much was needed.
+
+    Attributes:
+        path: What could not be written.
+        needed_bytes: Estimate of the space the write needed in all, or ``None``.
+        free_bytes: Space left on that filesystem when it failed, or ``None``.
+    """
+
+    def __init__(
+        self, path: object, needed_bytes: int | None = None, free_bytes: int | None = None
+    ):
+        self.path = str(path)
+        self.needed_bytes = needed_bytes
+        self.free_bytes = free_bytes
+        need = f"; it needs about {format_bytes(needed_bytes)}" if needed_bytes else ""
+        free = f", {format_bytes(free_bytes)} free" if free_bytes is not None else ""
+        message = (
+            f"No space left to write '{self.path}'{need}{free}. Free some space or write elsewhere."
+        )
+        super().__init__(errno.ENOSPC, message, self.path)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self):  # pickles (multiprocessing) with its own arguments, not OSError's
+        return type(self), (self.path, self.needed_bytes, self.free_bytes)
+
+
+ONE_LINE_ERRORS = (InputError, DiskFullError)
+"""Errors a command line prints as one line, without a traceback."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit status for one of :data:`ONE_LINE_ERRORS`: 2 for bad input, 1 for disk full."""
+    return 2 if isinstance(error, InputError) else 1
+
+
+def format_bytes(size: int | float) -> str:
+    """``1536`` -> ``'1.5 KiB'``: a human size for messages."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")

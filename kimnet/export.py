@@ -1,9 +1,14 @@
 """Export of trained classifiers as SavedModels that TF Serving serves as they are.
 
 Layout: ``<base>/<model name>/<integer version>/`` (TF Serving's). Each version
-is written into a hidden temporary folder beside it and renamed into place
-when complete, so a crash never leaves a half-written version that a server
-would load.
+is written into a hidden staging folder beside it (``.kimnet-partial-<pid>-...``)
+and renamed into place when complete, so a crash never leaves a half-written
+version that a server would load. Concurrent exports to one model folder each
+claim their own version: the rename onto a version another process completed
+first fails, and the export takes the next number. Staging left by killed
+processes is removed by a later export once it is older than
+:data:`kimnet.fileio.STALE_AFTER_S` and its pid is not alive. A full disk raises
+:class:`kimnet.errors.DiskFullError` and leaves earlier versions as they were.
 
 Signatures (``saved_model_cli show --all --dir <version dir>`` lists them):
   ``serving_default``: ``images`` uint8 ``[batch, height, width, channels]``, any
@@ -17,19 +22,19 @@ with ``k = min(5, classes)``.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from kimnet import fileio
 from kimnet.data.pipeline import normalize
-from kimnet.errors import InputError
+from kimnet.errors import DiskFullError, InputError
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
@@ -130,23 +135,80 @@ def export(
     if len(class_names) != classes:
         raise InputError(f"{len(class_names)} class names for a model with {classes} outputs.")
     model_dir = Path(model_dir)
+    explicit = version is not None
+    version = _first_version(model_dir, version)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fileio.remove_stale(model_dir)
+    image_size = model.input_shape[1] or 224
+    info = {
+        "class_names": list(class_names),
+        "image_size": image_size,
+        "channels": model.input_shape[-1],
+        "normalization": normalization,
+        **(metadata or {}),
+    }
+    archive = _archive(model, list(class_names), image_size, normalization)
+    staging = fileio.staging_path(model_dir / str(version))
+    try:
+        archive.write_out(str(staging), verbose=False)
+        fileio.write_json_atomic(staging / METADATA_FILE, info)
+        staging.chmod(0o755)  # a server running as another user must read it
+        return _claim(staging, model_dir, version, explicit=explicit)
+    except BaseException as error:
+        if fileio.is_disk_full(error) and not isinstance(error, DiskFullError):
+            needed = max(_estimated_size(model), fileio.tree_bytes(staging))
+            fileio.remove_quietly(staging)
+            free = fileio.free_bytes(model_dir)
+            raise DiskFullError(model_dir / str(version), needed, free) from error
+        raise
+    finally:
+        fileio.remove_quietly(staging)
+
+
+def _first_version(model_dir: Path, version: int | None) -> int:
+    """The version to try first: ``version`` if free, else the next after the newest."""
     existing = versions(model_dir)
     if version is None:
-        version = (existing[-1] + 1) if existing else 1
-    if not isinstance(version, int) or version < 1:
+        return (existing[-1] + 1) if existing else 1
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise InputError(f"Export version must be a positive integer, got {version!r}.")
-    target = model_dir / str(version)
-    if target.exists():
+    if (model_dir / str(version)).exists():
         raise FileExistsError(
             f"Version {version} already exists in '{model_dir}'. Export as another version "
             f"(omit the version to take the next free one, {max(existing, default=0) + 1})."
         )
-    model_dir.mkdir(parents=True, exist_ok=True)
+    return version
 
-    image_size = model.input_shape[1] or 224
-    from_images, from_bytes = _serving_functions(
-        model, list(class_names), image_size, normalization
-    )
+
+def _claim(staging: Path, model_dir: Path, version: int, *, explicit: bool) -> Path:
+    """Renames the complete ``staging`` to the first free version from ``version`` on.
+
+    ``rename`` onto a version another process completed first fails (its folder is
+    not empty), so concurrent exports each get their own version; an explicit
+    version that was taken meanwhile is an error instead.
+    """
+    while True:
+        target = model_dir / str(version)
+        try:
+            os.rename(staging, target)  # atomic: the version appears complete or not at all
+        except OSError as error:
+            if error.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            if explicit:
+                raise FileExistsError(
+                    f"Version {version} of '{model_dir}' was exported by another process "
+                    f"meanwhile; export as another version."
+                ) from error
+            version = max([version, *versions(model_dir)]) + 1
+            continue
+        fileio.fsync_dir(model_dir)
+        return target
+
+
+def _archive(
+    model: keras.Model, class_names: list[str], image_size: int, normalization: str
+) -> keras.export.ExportArchive:
+    from_images, from_bytes = _serving_functions(model, class_names, image_size, normalization)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
@@ -159,23 +221,13 @@ def export(
         from_bytes,
         input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
     )
-    staging = Path(tempfile.mkdtemp(prefix=f".{version}-incomplete-", dir=model_dir))
-    try:
-        archive.write_out(str(staging), verbose=False)
-        info = {
-            "class_names": list(class_names),
-            "image_size": image_size,
-            "channels": model.input_shape[-1],
-            "normalization": normalization,
-            **(metadata or {}),
-        }
-        (staging / METADATA_FILE).parent.mkdir(exist_ok=True)
-        (staging / METADATA_FILE).write_text(json.dumps(info, indent=2))
-        staging.chmod(0o755)  # mkdtemp's 0700 would hide the model from a server's user
-        os.rename(staging, target)  # atomic: the version appears complete or not at all
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return archive
+
+
+def _estimated_size(model: keras.Model) -> int:
+    """The weights' bytes plus a few MiB of graph: roughly what a SavedModel takes."""
+    weights = sum(int(np.prod(w.shape)) * tf.as_dtype(w.dtype).size for w in model.weights)
+    return weights + 4 * 2**20
 
 
 class Classifier:

@@ -91,7 +91,7 @@ def test_folder_with_split_subfolders(tmp_path, write_image_folder):
         (lambda root: root.mkdir(), "No images"),
         (lambda root: (root / "only").mkdir(parents=True), "No images"),
         (None, "single class"),
-        ("corrupt", "corrupt"),
+        ("corrupt", "cannot be decoded"),
     ],
 )
 def test_folder_errors(tmp_path, setup, message, write_image_folder):

@@ -12,6 +12,7 @@ from PIL import Image
 
 import kimnet.data
 import kimnet.export
+import kimnet.fileio
 import kimnet.models
 
 CLASSES = [f"class{i}" for i in range(10)]
@@ -108,13 +109,14 @@ def test_versions_increment_and_never_overwrite(model, exported):
     assert (second / "saved_model.pb").read_bytes() == before
 
 
-def test_crash_during_export_leaves_no_version(model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("interruption", [RuntimeError("crash"), KeyboardInterrupt()])
+def test_crash_during_export_leaves_no_version(model, tmp_path, monkeypatch, interruption):
     # Fails after the SavedModel files are written, before the metadata: a crash midway.
     def crash(*args, **kwargs):
-        raise RuntimeError("disk full")
+        raise interruption
 
-    monkeypatch.setattr(kimnet.export.json, "dumps", crash)
-    with pytest.raises(RuntimeError, match="disk full"):
+    monkeypatch.setattr(kimnet.fileio, "write_json_atomic", crash)
+    with pytest.raises(type(interruption)):
         kimnet.export.export(model, tmp_path / "m", class_names=CLASSES, normalization="tf")
     assert list((tmp_path / "m").iterdir()) == []
     assert kimnet.export.versions(tmp_path / "m") == []

@@ -6,17 +6,21 @@
 ``prepare`` downloads and prepares TFDS datasets (default fashion_mnist; offline from
 the Debian files when they are installed). ``tfrecord`` writes SOURCE (a TFDS name or
 folder:/path) as TFRecord shards in the new folder OUT, for ``--dataset=tfrecord:OUT``.
+
+Bad input exits 2 and a full disk 1, each with one ``error:`` line; Ctrl-C or SIGTERM
+exits 130 and leaves no staging folder behind.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 
 from kimnet.data import tfrecord
 from kimnet.data.sources import load, prepare_tfds
-from kimnet.errors import InputError
+from kimnet.errors import ONE_LINE_ERRORS, exit_code
 
 
 def _prepare(args: argparse.Namespace) -> None:
@@ -53,12 +57,21 @@ def main(argv: list[str]) -> int:
     shards.add_argument("--data_dir", help="TFDS data directory (default: ~/tensorflow_datasets)")
     shards.set_defaults(run=_write_tfrecord)
     args = parser.parse_args(argv)
+    # SIGTERM (a scheduler, `kill`) unwinds like Ctrl-C, so staging folders are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         args.run(args)
-    except InputError as error:
+    except ONE_LINE_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return exit_code(error)
+    except KeyboardInterrupt:
+        print("Interrupted; nothing was written.", file=sys.stderr)
+        return 130
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

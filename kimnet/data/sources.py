@@ -8,18 +8,19 @@ augmentation are applied afterwards (``kimnet.data.pipeline``).
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from PIL import Image, UnidentifiedImageError
+from absl import logging as absl_logging
 
-from kimnet.data import fashion_mnist, tfrecord
+from kimnet.data import checks, fashion_mnist, names, tfrecord
 from kimnet.data.splits import SPLITS, DatasetInfo, Splits
 from kimnet.errors import InputError
 
-FOLDER_PREFIX = "folder:"
+FOLDER_PREFIX = names.FOLDER_PREFIX
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 
 
@@ -30,6 +31,8 @@ def load(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 0,
+    skip_bad_images: bool = False,
+    skipped_list: str | os.PathLike | None = None,
 ) -> Splits:
     """Loads a dataset as raw train / validation / test splits.
 
@@ -42,11 +45,24 @@ def load(
             when the dataset has no validation split. The hold-out is deterministic.
         test_fraction: For folders without a ``test/`` sub-folder: share held out for test.
         seed: Seed of the deterministic folder split.
+        skip_bad_images: Folders only. Every image is decoded up front as training
+            decodes it; by default an image that fails raises :class:`InputError`
+            naming it. With ``True`` such images are left out, counted in one printed
+            line, and listed (``path<TAB>reason``) in ``skipped_list``.
+        skipped_list: Where that list goes (default:
+            ``~/.cache/kimnet/skipped_images/<folder>-<hash>.txt``).
     """
     if not 0 < validation_fraction < 1:
         raise InputError(f"validation_fraction must be in (0, 1), got {validation_fraction}.")
     if name.startswith(FOLDER_PREFIX):
-        return _load_folder(name, validation_fraction, test_fraction, seed)
+        return _load_folder(
+            name,
+            validation_fraction,
+            test_fraction,
+            seed,
+            skip_bad_images=skip_bad_images,
+            skipped_list=skipped_list,
+        )
     if name.startswith(tfrecord.PREFIX):
         return tfrecord.load(name, seed=seed)
     return _load_tfds(name, data_dir, validation_fraction)
@@ -56,19 +72,24 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
     """The prepared TFDS builder for ``name``, preparing it first when needed.
 
     ``fashion_mnist`` is prepared from the local IDX files when they are on disk
-    (identical data, no network); every other dataset is downloaded by TFDS.
+    (identical data, no network); every other dataset is downloaded by TFDS. A
+    mistyped name, a bare path, or a dataset that needs a download on a machine
+    without network raises :class:`InputError` at once.
     """
+    names.check_not_a_path(name)
+    names.check_tfds_name(name)
     try:
         builder = tfds.builder(name, data_dir=data_dir)
-    except tfds.core.registered.DatasetNotFoundError as error:
+    except (tfds.core.registered.DatasetNotFoundError, ValueError) as error:
         raise InputError(
-            f"Unknown dataset '{name}'. Use a TFDS dataset name (see `tfds.list_builders()`, "
-            f"e.g. fashion_mnist, cifar10), folder:/path/to/images or tfrecord:/path/to/shards."
+            f"TFDS cannot make a builder for '{name}': {error}".split("\n")[0]
         ) from error
-    if builder.is_prepared():
+    if _is_prepared(builder):
         return builder
     if name == fashion_mnist.NAME and fashion_mnist.local_dir() is not None:
         return fashion_mnist.prepare(data_dir)
+    if not names.can_download():
+        raise names.not_prepared_offline(name, data_dir)
     try:
         builder.download_and_prepare()
     except Exception as error:  # TFDS raises many kinds; all mean the same to the user.
@@ -79,6 +100,17 @@ def prepare_tfds(name: str, data_dir: str | None = None) -> tfds.core.DatasetBui
         )
         raise RuntimeError(f"Could not download TFDS dataset '{name}': {error}.{hint}") from error
     return builder
+
+
+def _is_prepared(builder: tfds.core.DatasetBuilder) -> bool:
+    # TFDS warns "Variant folder ... has no dataset_info.json" for every dataset that is
+    # simply not prepared yet; kimnet says what to do instead.
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        absl_logging.set_verbosity(verbosity)
 
 
 def _load_tfds(name: str, data_dir: str | None, validation_fraction: float) -> Splits:
@@ -126,19 +158,40 @@ def _list_classes(root: Path) -> dict[str, list[Path]]:
     return classes
 
 
-def _check_images(files: list[Path]) -> None:
-    """Fails on the first file that is not a readable image, before training starts."""
-    for path in files:
-        try:
-            with Image.open(path) as image:
-                image.verify()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-            raise InputError(
-                f"Image file '{path}' is unreadable or corrupt ({error}). Remove or replace it."
-            ) from error
+def _drop_bad_images(
+    files: dict[str, list[tuple[Path, int]]],
+    root: Path,
+    *,
+    skip: bool,
+    skipped_list: str | os.PathLike | None,
+) -> dict[str, list[tuple[Path, int]]]:
+    """Decodes every file as training will; fails naming bad ones, or drops and lists them."""
+    paths = [p for split in SPLITS for p, _ in files[split]]
+    bad = checks.undecodable_images(paths, label=f" of {FOLDER_PREFIX}{root}")
+    if not bad:
+        return files
+    summary = checks.describe_bad(bad, len(paths), f"{FOLDER_PREFIX}{root}")
+    if not skip:
+        raise InputError(
+            f"{summary}. Remove or replace them, or pass skip_bad_images=True to train "
+            f"without them."
+        )
+    listed = checks.write_skipped_list(
+        bad, Path(skipped_list) if skipped_list else checks.skipped_list_path(root)
+    )
+    print(f"Skipping {len(bad)} of {len(paths)} images that cannot be decoded (list: {listed}).")
+    return {split: [(p, y) for p, y in files[split] if str(p) not in bad] for split in SPLITS}
 
 
-def _load_folder(name: str, validation_fraction: float, test_fraction: float, seed: int) -> Splits:
+def _load_folder(
+    name: str,
+    validation_fraction: float,
+    test_fraction: float,
+    seed: int,
+    *,
+    skip_bad_images: bool,
+    skipped_list: str | os.PathLike | None,
+) -> Splits:
     root = Path(name[len(FOLDER_PREFIX) :]).expanduser()
     if not root.is_dir():
         raise InputError(f"Dataset folder '{root}' does not exist.")
@@ -184,13 +237,16 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
     for split in SPLITS:
         if not files[split]:
             raise InputError(f"Folder '{root}' leaves the {split} split empty; add more images.")
-    _check_images([p for split in SPLITS for p, _ in files[split]])
+    files = _drop_bad_images(files, root, skip=skip_bad_images, skipped_list=skipped_list)
+    for split in SPLITS:
+        if not files[split]:
+            raise InputError(f"Folder '{root}' has no decodable {split} images left.")
 
     def dataset(split: str) -> tf.data.Dataset:
         paths = [str(p) for p, _ in files[split]]
         labels = [label for _, label in files[split]]
         ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int64)))
-        return ds.map(_read_image, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(lambda p, y: (checks.decode(p), y), num_parallel_calls=tf.data.AUTOTUNE)
 
     return Splits(
         **{split: dataset(split) for split in SPLITS},
@@ -201,8 +257,3 @@ def _load_folder(name: str, validation_fraction: float, test_fraction: float, se
             image_shape=(None, None, 3),
         ),
     )
-
-
-def _read_image(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return image, label

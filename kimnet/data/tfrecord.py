@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import tempfile
+import os
 from pathlib import Path
 
 import tensorflow as tf
 
+from kimnet import fileio
+from kimnet.data import checks
 from kimnet.data.splits import SPLITS, DatasetInfo, Splits
-from kimnet.errors import InputError
+from kimnet.errors import DiskFullError, InputError
 
 PREFIX = "tfrecord:"
 METADATA = "dataset.json"
@@ -51,8 +52,11 @@ def write(
         examples_per_shard: Upper bound on the records of one shard file.
 
     Returns the number of examples written per split. Everything is written into a
-    hidden folder beside ``out_dir`` that is renamed into place at the end, so an
-    interrupted write leaves no partial shard folder behind.
+    hidden staging folder beside ``out_dir`` (named with this process's pid) that is
+    renamed into place at the end; an exception or ``KeyboardInterrupt`` removes it,
+    and staging left by a killed writer is removed by a later write once it is older
+    than :data:`kimnet.fileio.STALE_AFTER_S`. A full disk raises
+    :class:`~kimnet.errors.DiskFullError` with an estimate of the space needed.
     """
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists():
@@ -60,62 +64,97 @@ def write(
     if examples_per_shard < 1:
         raise InputError(f"examples_per_shard must be at least 1, got {examples_per_shard}.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    fileio.remove_stale(out_dir.parent)
+    staging = fileio.staging_path(out_dir)
+    staging.mkdir()
+    written = {split: 0 for split in SPLITS}
     try:
-        counts = {
-            split: _write_split(
-                getattr(splits, split),
-                staging,
-                split,
-                shards=max(1, math.ceil(splits.info.num_examples[split] / examples_per_shard)),
-                examples_per_shard=examples_per_shard,
+        shard_counts: dict[str, int] = {}
+        for split in SPLITS:
+            shards = max(1, math.ceil(splits.info.num_examples[split] / examples_per_shard))
+            per_shard = _write_split(
+                getattr(splits, split), staging, split, shards, examples_per_shard, written
             )
-            for split in SPLITS
-        }
-        metadata = {
-            "format": FORMAT,
-            "source": splits.info.name,  # the dataset argument it was loaded from
-            "class_names": list(splits.info.class_names),
-            "num_examples": counts,
-            "image_shape": list(splits.info.image_shape),
-        }
-        (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-        staging.chmod(0o755)  # mkdtemp makes it private; the dataset is not
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+            shard_counts.update(per_shard)
+        _write_metadata(staging, splits.info, written, shard_counts)
+        os.rename(staging, out_dir)
+        fileio.fsync_dir(out_dir.parent)
+    except BaseException as error:
+        disk_full = fileio.is_disk_full(error) and not isinstance(error, DiskFullError)
+        needed = _space_needed(staging, written, splits.info) if disk_full else None
+        fileio.remove_quietly(staging)
+        if disk_full:
+            raise DiskFullError(out_dir, needed, fileio.free_bytes(out_dir.parent)) from error
         raise
-    return counts
+    return written
+
+
+def _write_metadata(
+    folder: Path, info: DatasetInfo, counts: dict[str, int], shard_counts: dict[str, int]
+) -> None:
+    fileio.write_json_atomic(
+        folder / METADATA,
+        {
+            "format": FORMAT,
+            "source": info.name,  # the dataset argument it was loaded from
+            "class_names": list(info.class_names),
+            "num_examples": dict(counts),
+            "image_shape": list(info.image_shape),
+            "shards": shard_counts,  # records per shard file, checked when read
+        },
+    )
+
+
+def _space_needed(staging: Path, written: dict[str, int], info: DatasetInfo) -> int | None:
+    """All shards' size, extrapolated from the bytes per example written so far."""
+    done = sum(written.values())
+    if not done:
+        return None
+    total = sum(info.num_examples.values())
+    return int(fileio.tree_bytes(staging) / done * max(total, done))
 
 
 def _write_split(
-    dataset: tf.data.Dataset, folder: Path, split: str, *, shards: int, examples_per_shard: int
-) -> int:
+    dataset: tf.data.Dataset,
+    folder: Path,
+    split: str,
+    shards: int,
+    examples_per_shard: int,
+    written: dict[str, int],
+) -> dict[str, int]:
+    """Writes one split's shards; counts into ``written[split]``; returns records per shard."""
     encoded = dataset.map(
         lambda image, label: (tf.io.encode_png(image), label),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).prefetch(tf.data.AUTOTUNE)
-    paths = [folder / shard_name(split, index, shards) for index in range(shards)]
-    writers = [tf.io.TFRecordWriter(str(path)) for path in paths]
-    count = 0
+    names = [shard_name(split, index, shards) for index in range(shards)]
+    writers = [tf.io.TFRecordWriter(str(folder / name)) for name in names]
+    per_shard = dict.fromkeys(names, 0)
     try:
         for png, label in encoded.as_numpy_iterator():
-            example = tf.train.Example(
-                features=tf.train.Features(
-                    feature={
-                        "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
-                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-                    }
-                )
-            )
             # Consecutive examples fill one shard after another; a source that has more
             # examples than its info says puts the surplus in the last shard.
-            writers[min(count // examples_per_shard, shards - 1)].write(example.SerializeToString())
-            count += 1
+            index = min(written[split] // examples_per_shard, shards - 1)
+            writers[index].write(_example(png, label))
+            per_shard[names[index]] += 1
+            written[split] += 1
+        for writer in writers:
+            writer.flush()  # a full disk shows here, not in a close that cannot report it
     finally:
         for writer in writers:
             writer.close()
-    return count
+    return per_shard
+
+
+def _example(png: bytes, label: int) -> bytes:
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+        )
+    ).SerializeToString()
 
 
 def read_metadata(root: Path) -> DatasetInfo:
@@ -152,12 +191,22 @@ def read_metadata(root: Path) -> DatasetInfo:
     )
 
 
+def _shard_counts(root: Path) -> dict[str, int] | None:
+    """Records per shard file from ``dataset.json`` (absent from older shard folders)."""
+    shards = json.loads((root / METADATA).read_text()).get("shards")
+    if not isinstance(shards, dict):
+        return None
+    return {str(name): int(count) for name, count in shards.items()}
+
+
 def load(name: str, *, seed: int = 0) -> Splits:
     """Reads a shard folder given as ``tfrecord:/path`` into raw splits.
 
-    The training split reads its shards in an order reshuffled every epoch (seeded by
-    ``seed``); validation and test read them in name order. ``kimnet.data.make`` holds
-    each split to the count in ``dataset.json``.
+    Every shard is checked first (:func:`kimnet.data.checks.check_shards`): a shard cut
+    short, with a record count other than ``dataset.json``'s, or with a bad CRC raises
+    :class:`InputError` naming it. The training split reads its shards in an order
+    reshuffled every epoch (seeded by ``seed``); validation and test read them in name
+    order. ``kimnet.data.make`` holds each split to the count in ``dataset.json``.
     """
     root = Path(name[len(PREFIX) :]).expanduser()
     if not root.is_dir():
@@ -170,6 +219,14 @@ def load(name: str, *, seed: int = 0) -> Splits:
                 f"'{root}' has no {split} shards ({split}-*.tfrecord); every shard folder "
                 f"needs {', '.join(SPLITS)}."
             )
+    shard_counts = _shard_counts(root)
+    for split, names in files.items():
+        checks.check_shards(
+            [Path(n) for n in names],
+            info.num_examples[split],
+            split,
+            shard_counts=shard_counts,
+        )
     height, width, channels = info.image_shape
 
     def parse(record: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
