@@ -11,6 +11,7 @@ every field with its default.
 from __future__ import annotations
 
 import re
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from kimnet import experiment
-from kimnet.errors import InputError
+from kimnet.errors import ONE_LINE_ERRORS, InputError, TrainingStopped, exit_code
 
 FLAG_ERROR_EXIT = 2
 CONFIGS = Path(__file__).resolve().parent / "configs"
@@ -111,15 +112,23 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> int
     """``app.run(main)`` where bad input exits with one line on stderr and status 2.
 
     Bad input is an :class:`~kimnet.errors.InputError`, or a missing or already existing
-    file; every other exception is a bug and keeps its traceback (status 1).
+    file (status 2); a full disk, a diverged or a stopped run (:data:`ONE_LINE_ERRORS`) and
+    Ctrl-C are one line too. Every other exception is a bug and keeps its traceback.
     """
 
     def guarded(args: list[str]) -> None:
         try:
             main(args)
-        except (InputError, FileExistsError, FileNotFoundError) as error:
+        except ONE_LINE_ERRORS as error:
+            prefix = "" if isinstance(error, TrainingStopped) else "error: "
+            print(f"{prefix}{error}", file=sys.stderr)
+            sys.exit(exit_code(error))
+        except (FileExistsError, FileNotFoundError) as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(FLAG_ERROR_EXIT)
+        except KeyboardInterrupt:
+            print("Stopped at once; the last checkpoint stays where it was.", file=sys.stderr)
+            sys.exit(128 + signal.SIGINT)
 
     app.run(guarded, argv=argv, flags_parser=_parse_flags_or_exit)
     return 0

@@ -52,12 +52,37 @@ class DiskFullError(OSError):
         return type(self), (self.path, self.needed_bytes, self.free_bytes)
 
 
-ONE_LINE_ERRORS = (InputError, DiskFullError)
+class RunEnded(Exception):  # noqa: N818 - not an error: a run that stopped as asked
+    """A training run ended early on purpose; the message says why and what to do next.
+
+    ``exit_status``: 1 when training diverged (:class:`TrainingDiverged`), 128 + the
+    signal number when a signal stopped it (:class:`TrainingStopped`).
+    """
+
+    exit_status = 1
+
+
+class TrainingDiverged(RunEnded):
+    """The loss became NaN or infinite; nothing was exported, the last good checkpoint stays."""
+
+
+class TrainingStopped(RunEnded):
+    """SIGINT or SIGTERM stopped training at a step boundary after saving its state."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.exit_status = 128 + signal_number
+
+
+ONE_LINE_ERRORS = (InputError, DiskFullError, RunEnded)
 """Errors a command line prints as one line, without a traceback."""
 
 
 def exit_code(error: BaseException) -> int:
-    """The exit status for one of :data:`ONE_LINE_ERRORS`: 2 for bad input, 1 for disk full."""
+    """The exit status for one of :data:`ONE_LINE_ERRORS`: 2 for bad input, 1 for disk full,
+    a run's own status for a run that ended early."""
+    if isinstance(error, RunEnded):
+        return error.exit_status
     return 2 if isinstance(error, InputError) else 1
 
 

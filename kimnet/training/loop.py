@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,10 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from kimnet import data, experiment, export, models
+from kimnet import data, experiment, export, fileio, models
+from kimnet.errors import InputError, TrainingDiverged, TrainingStopped
 from kimnet.training import callbacks as cb
+from kimnet.training import state
 from kimnet.training.optim import learning_rate_schedule, make_optimizer
 from kimnet.transfer import finetune, subsets
 
@@ -41,7 +44,7 @@ class Metrics:
     class_names: list[str]
     test_top1: float
     test_top5: float
-    validation_top1: float
+    validation_top1: float | None  # None when a resumed run had no epoch left to train
     parameters: int
     trainable_parameters: int
     epochs: int
@@ -54,6 +57,8 @@ class Metrics:
     export_dir: str | None
     phases: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     loaded: dict[str, Any] | None = None
+    resumed_from_epoch: int | None = None
+    status: str = "finished"
 
     @property
     def trainable_parameters_per_phase(self) -> list[int]:
@@ -80,7 +85,12 @@ class Batches:
 
 
 def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = None) -> RunResult:
-    """Runs the experiment ``config``; ``splits``: already loaded data (studies)."""
+    """Runs the experiment ``config``; ``splits``: already loaded data (studies).
+
+    An interrupted run with the same name and experiment is resumed from its last
+    checkpoint. Raises :class:`~kimnet.errors.TrainingDiverged` on a NaN loss and
+    :class:`~kimnet.errors.TrainingStopped` after SIGINT/SIGTERM (state saved).
+    """
     config = finetune.resolve(experiment.validate(config))
     run_dir, export_root = check_destinations(config)
     with _dtype_policy(config.runtime.precision):
@@ -91,21 +101,36 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             model, loaded = build_model(config, splits.info)
         phases = finetune.phases(config, model)
         batches = make_batches(config, splits, model)
-        prepare_run_dir(run_dir, config)
-        cb.write_image_grid(str(run_dir / "tensorboard" / "train"), _sample(config, splits))
-        start = time.perf_counter()
-        stats, history, phase_records = fit(model, config, phases, batches, strategy, run_dir)
-        wall = time.perf_counter() - start
-        test = evaluate(model, batches, config)
-        model.save_weights(str(run_dir / "checkpoints" / "last.weights.h5"))
-        version_dir = export_model(model, config, splits.info, export_root)
-    metrics = Metrics(
+        with state.run_lock(run_dir), state.stop_requests() as stop:
+            resumed = prepare_run_dir(run_dir, config)
+            if resumed is None:
+                cb.write_image_grid(str(run_dir / "tensorboard" / "train"), _sample(config, splits))
+            start = time.perf_counter()
+            progress = fit(model, config, phases, batches, strategy, run_dir, resumed, stop)
+            wall = time.perf_counter() - start
+            end_early(progress.checkpointer, config, run_dir)
+            test = evaluate(model, batches, config)
+            # The last checkpoint holds the statistics the test used, like the export.
+            with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
+                model.save_weights(str(tmp))
+            version_dir = export_model(model, config, splits.info, export_root)
+            metrics = _metrics(config, splits.info, model, batches, progress, test, wall)
+            metrics.export_dir = str(version_dir) if version_dir else None
+            metrics.loaded = loaded.to_dict() if loaded else None
+            metrics.resumed_from_epoch = resumed.epoch if resumed else None
+            write_results(run_dir, metrics)
+    return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
+
+
+def _metrics(config, info, model, batches, progress, test, wall) -> Metrics:
+    stats = progress.stats
+    return Metrics(
         model=config.model.name,
-        dataset=splits.info.name,
-        class_names=list(splits.info.class_names),
+        dataset=info.name,
+        class_names=list(info.class_names),
         test_top1=_metric(test, "top1"),
         test_top5=_metric(test, "top5"),
-        validation_top1=float(_metric(history, "val_top1")),
+        validation_top1=progress.history.get("val_top1", [None])[-1],
         parameters=model.count_params(),
         trainable_parameters=sum(int(tf.size(w)) for w in model.trainable_weights),
         epochs=config.schedule.epochs,
@@ -115,12 +140,29 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
         train_images_per_second=round(stats.images_per_second, 1),
         steady_images_per_second=_rounded(stats.steady_images_per_second),
         first_step_seconds=_rounded(next(iter(stats.first_step_seconds), None)),
-        export_dir=str(version_dir) if version_dir else None,
-        phases=phase_records,
-        loaded=loaded.to_dict() if loaded else None,
+        export_dir=None,
+        phases=progress.records,
     )
-    write_results(run_dir, metrics)
-    return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
+
+
+def end_early(checkpointer: state.Checkpointer, config, run_dir: Path) -> None:
+    """Raises when training diverged (the run is marked failed) or a signal stopped it."""
+    last = run_dir / "checkpoints" / state.LAST
+    if checkpointer.diverged:
+        message = (
+            f"Training diverged: {checkpointer.diverged}. Nothing was exported; try a lower "
+            f"config.optim.learning_rate (now {config.optim.learning_rate:g})."
+            + (f" The last good checkpoint is {last}." if last.is_file() else "")
+        )
+        fileio.write_json_atomic(run_dir / "metrics.json", {"status": "failed", "error": message})
+        raise TrainingDiverged(message)
+    if checkpointer.stopped:
+        number = checkpointer.stop.signal_number
+        raise TrainingStopped(
+            f"Stopped by {signal.Signals(number).name} at epoch {checkpointer.epoch + 1}, step "
+            f"{checkpointer.step}; the state is in {last}. Run the same command again to resume.",
+            number,
+        )
 
 
 @contextlib.contextmanager
@@ -133,14 +175,15 @@ def _dtype_policy(name: str) -> Iterator[None]:
 
 
 def check_destinations(config: ml_collections.ConfigDict) -> tuple[Path, Path]:
-    """The run directory and export root; refuses what would replace earlier work."""
+    """The run directory and export root; refuses what would replace or mix earlier work.
+
+    An existing run directory is resumed when it holds an unfinished run of the same
+    experiment; a finished run, or another experiment, needs ``runtime.overwrite``.
+    """
     name = experiment.run_name(config)
     run_dir = Path(config.runtime.workdir) / name
     if run_dir.exists() and not config.runtime.overwrite:
-        raise FileExistsError(
-            f"Run directory '{run_dir}' already exists. Set another config.runtime.run_name, "
-            f"or config.runtime.overwrite=true to replace it (SavedModels are kept either way)."
-        )
+        _check_resumable(run_dir, config)
     export_root = Path(config.export.dir) / name
     version = config.export.version
     if config.export.enabled and version is not None and (export_root / str(version)).exists():
@@ -149,6 +192,30 @@ def check_destinations(config: ml_collections.ConfigDict) -> tuple[Path, Path]:
             f"or leave it unset to take the next free one."
         )
     return run_dir, export_root
+
+
+def _check_resumable(run_dir: Path, config: ml_collections.ConfigDict) -> None:
+    results = run_dir / "metrics.json"
+    if results.is_file() and json.loads(results.read_text()).get("status") != "failed":
+        raise FileExistsError(
+            f"Run directory '{run_dir}' holds a finished run. Set another "
+            f"config.runtime.run_name, or config.runtime.overwrite=true to replace it "
+            f"(SavedModels are kept either way)."
+        )
+    saved = run_dir / experiment.CONFIG_FILE
+    if saved.is_file():
+        ignore = {"runtime.overwrite"}
+        before = dict(experiment.flatten(json.loads(saved.read_text())))
+        now = dict(experiment.flatten(config.to_dict()))
+        differ = sorted(
+            k for k in before.keys() | now.keys() if k not in ignore and before.get(k) != now.get(k)
+        )
+        if differ:
+            raise InputError(
+                f"Run directory '{run_dir}' holds an unfinished run of another experiment "
+                f"(it differs in {', '.join(differ[:4])}); set another config.runtime.run_name, "
+                f"or config.runtime.overwrite=true to start afresh."
+            )
 
 
 def load_data(config: ml_collections.ConfigDict, splits: data.Splits | None) -> data.Splits:
@@ -241,12 +308,23 @@ def _sample(config: ml_collections.ConfigDict, splits: data.Splits) -> tf.Tensor
     )
 
 
-def prepare_run_dir(run_dir: Path, config: ml_collections.ConfigDict) -> None:
-    """A fresh run directory holding the resolved experiment as ``config.json``."""
-    if run_dir.exists():
-        shutil.rmtree(run_dir)  # check_destinations allowed it: overwrite is set
-    (run_dir / "checkpoints").mkdir(parents=True)
-    (run_dir / experiment.CONFIG_FILE).write_text(experiment.to_json(config))
+def prepare_run_dir(run_dir: Path, config: ml_collections.ConfigDict) -> state.State | None:
+    """The state to resume from, or a fresh run directory holding ``config.json``."""
+    checkpoints = run_dir / "checkpoints"
+    resumed = None if config.runtime.overwrite else state.State.read(checkpoints)
+    if resumed is not None:
+        print(
+            f"Resuming {run_dir} after epoch {resumed.epoch}"
+            + (f", step {resumed.step}" if resumed.step else "")
+            + f" ({checkpoints / state.LAST}).",
+            flush=True,
+        )
+        return resumed
+    if run_dir.exists():  # overwrite, or killed before its first checkpoint
+        shutil.rmtree(run_dir)
+    checkpoints.mkdir(parents=True)
+    fileio.write_text_atomic(run_dir / experiment.CONFIG_FILE, experiment.to_json(config))
+    return None
 
 
 def compile_for_phase(
@@ -278,32 +356,37 @@ def compile_for_phase(
 
 
 def make_callbacks(
-    model: keras.Model, config: ml_collections.ConfigDict, batches: Batches, run_dir: Path
-) -> tuple[cb.PreciseBatchNorm, cb.EpochStats, list[keras.callbacks.Callback]]:
-    """Precise BN, throughput, TensorBoard and the last/best checkpoints, in that order."""
-    val_key = "val_top1" if len(model.outputs) == 1 else "val_predictions_top1"
-    checkpoints = run_dir / "checkpoints"
+    model: keras.Model,
+    config: ml_collections.ConfigDict,
+    batches: Batches,
+    run_dir: Path,
+    checkpointer: state.Checkpointer,
+) -> tuple[cb.EpochStats, list[keras.callbacks.Callback]]:
+    """Precise BN, throughput, TensorBoard and the checkpointer, in that order."""
     precise_bn = cb.PreciseBatchNorm(batches.train_plain, config.evaluate.bn_recalibration_batches)
     stats = cb.EpochStats(config.data.batch_size)
-    return (
-        precise_bn,
-        stats,
-        [
-            precise_bn,
-            stats,  # before TensorBoard, which logs what it adds
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch"),
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoints / "last.weights.h5"), save_weights_only=True
-            ),
-            keras.callbacks.ModelCheckpoint(
-                str(checkpoints / "best.weights.h5"),
-                save_weights_only=True,
-                save_best_only=True,
-                monitor=val_key,
-                mode="max",
-            ),
-        ],
-    )
+    tensorboard = keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch")
+    # EpochStats before TensorBoard, which logs what it adds.
+    return stats, [precise_bn, stats, tensorboard, checkpointer]
+
+
+@dataclasses.dataclass
+class Progress:
+    """What :func:`fit` leaves behind: throughput, the history, per-phase records."""
+
+    stats: cb.EpochStats
+    checkpointer: state.Checkpointer
+    history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
+    records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def add(self, result: keras.callbacks.History) -> None:
+        for key, values in result.history.items():
+            key = key.replace("val_predictions_", "val_").removeprefix("predictions_")
+            self.history.setdefault(key, []).extend(values)
+
+    @property
+    def ended_early(self) -> bool:
+        return bool(self.checkpointer.diverged or self.checkpointer.stopped)
 
 
 def fit(
@@ -313,9 +396,16 @@ def fit(
     batches: Batches,
     strategy: tf.distribute.Strategy,
     run_dir: Path,
-) -> tuple[cb.EpochStats, dict[str, list[float]], list[dict[str, Any]]]:
-    """Trains phase after phase; returns throughput, the history and per-phase records."""
-    _, stats, callbacks = make_callbacks(model, config, batches, run_dir)
+    resumed: state.State | None,
+    stop: state.StopRequest,
+) -> Progress:
+    """Trains phase after phase from where ``resumed`` left off, until done or stopped."""
+    checkpoints = run_dir / "checkpoints"
+    val_key = "val_top1" if len(model.outputs) == 1 else "val_predictions_top1"
+    begin = resumed or state.State()
+    checkpointer = state.Checkpointer(checkpoints, val_key, stop, begin)
+    stats, callbacks = make_callbacks(model, config, batches, run_dir, checkpointer)
+    progress = Progress(stats, checkpointer, records=_earlier_records(run_dir, resumed))
     current = {"phase": 1}
     if len(phases) > 1:  # a `phase` curve in TensorBoard, logged before TensorBoard runs
         callbacks.insert(
@@ -324,34 +414,69 @@ def fit(
                 on_epoch_end=lambda epoch, logs: logs.update(phase=float(current["phase"]))
             ),
         )
-    history: dict[str, list[float]] = {}
-    records: list[dict[str, Any]] = []
+    if resumed is not None and resumed.epoch >= sum(phase.epochs for phase in phases):
+        model.load_weights(str(checkpoints / state.LAST))  # killed after training: test, export
+        return progress
     done = 0
     for index, phase in enumerate(phases, start=1):
+        start, end, done = done, done + phase.epochs, done + phase.epochs
+        if end <= begin.epoch:
+            continue  # finished before the interruption
+        first = max(start, begin.epoch)
+        at_phase_start = resumed is not None and first == start and not begin.step
+        if at_phase_start:  # before compiling: the weights only, the phase's optimizer is new
+            model.load_weights(str(checkpoints / state.LAST))
         current["phase"] = index
         if finetune.is_transfer(config):
-            records.append(
-                finetune.enter_phase(model, phase, index, config.transfer.discriminative_lr)
-            )
-            (run_dir / "trainable.json").write_text(json.dumps(records, indent=2))
+            record = finetune.enter_phase(model, phase, index, config.transfer.discriminative_lr)
+            earlier = [r for r in progress.records if r["phase"] < index]  # not a resumed one
+            progress.records = [*earlier, record]
+            fileio.write_json_atomic(run_dir / "trainable.json", progress.records)
         with strategy.scope():
             compile_for_phase(model, config, phase, batches.steps_per_epoch)
-        result = model.fit(
-            batches.train,
-            initial_epoch=done,
-            epochs=done + phase.epochs,
-            steps_per_epoch=batches.steps_per_epoch,
-            validation_data=batches.validation,
-            callbacks=callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles
-            verbose=2,
+        if resumed is not None and not at_phase_start:
+            state.restore(model, checkpoints)  # within a phase: its optimizer's state too
+        resumed = None
+        _fit_epochs(model, batches, callbacks, progress, first, end, begin.step)
+        begin = state.State()
+        if progress.ended_early:
+            break
+    return progress
+
+
+def _fit_epochs(model, batches, callbacks, progress, first: int, end: int, skip: int) -> None:
+    """Epochs ``first`` .. ``end - 1``; the first without its ``skip`` steps already done."""
+    common = dict(validation_data=batches.validation, callbacks=callbacks, shuffle=False, verbose=2)
+    if skip and first < end:
+        progress.add(
+            model.fit(
+                batches.train,
+                initial_epoch=first,
+                epochs=first + 1,
+                steps_per_epoch=batches.steps_per_epoch - skip,
+                **common,
+            )
         )
-        for key, values in result.history.items():
-            history.setdefault(
-                key.removeprefix("predictions_").replace("val_predictions_", "val_"), []
-            ).extend(values)
-        done += phase.epochs
-    return stats, history, records
+        first += 1
+        if progress.ended_early:
+            return
+    if first < end:
+        progress.add(
+            model.fit(
+                batches.train,
+                initial_epoch=first,
+                epochs=end,
+                steps_per_epoch=batches.steps_per_epoch,
+                **common,
+            )
+        )
+
+
+def _earlier_records(run_dir: Path, resumed: state.State | None) -> list[dict[str, Any]]:
+    path = run_dir / "trainable.json"
+    if resumed is None or not path.is_file():
+        return []
+    return json.loads(path.read_text())
 
 
 def evaluate(model: keras.Model, batches: Batches, config: ml_collections.ConfigDict) -> dict:
@@ -376,7 +501,7 @@ def export_model(
 
 
 def write_results(run_dir: Path, metrics: Metrics) -> None:
-    (run_dir / "metrics.json").write_text(json.dumps(dataclasses.asdict(metrics), indent=2))
+    fileio.write_json_atomic(run_dir / "metrics.json", dataclasses.asdict(metrics))
 
 
 def _metric(logs: dict, name: str) -> float:
