@@ -20,7 +20,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from kimnet import experiment
+from kimnet import console, experiment
 from kimnet.errors import ONE_LINE_ERRORS, InputError, TrainingStopped, exit_code
 
 FLAG_ERROR_EXIT = 2
@@ -63,7 +63,8 @@ def _rewrite(argv: list[str]) -> list[str]:
             elif not target.is_file():
                 raise InputError(f"Config file '{target}' does not exist.")
         out.append(arg)
-    return out
+    # ml_collections reads overrides only after the file flag: put it first.
+    return sorted(out, key=lambda arg: not arg.startswith("--config="))
 
 
 def _parse_flags_or_exit(argv: list[str]) -> list[str]:
@@ -117,6 +118,7 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> int
     """
 
     def guarded(args: list[str]) -> None:
+        console.quiet_python_logs()
         try:
             main(args)
         except ONE_LINE_ERRORS as error:

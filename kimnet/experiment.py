@@ -182,6 +182,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "workdir": Field("runs", "Run directories go to <workdir>/<run name>/."),
         "run_name": Field(None, "Run name (default <dataset>-<model>).", str, _run_name),
         "overwrite": Field(False, "Replace an existing run directory (exports are kept)."),
+        "progress": Field(
+            "auto",
+            "auto: a live bar on a terminal, one line per epoch otherwise; bar, epoch or silent.",
+            None,
+            _one_of("auto", "bar", "epoch", "silent"),
+        ),
+        "tensorboard_every": Field(
+            0,
+            "Also write TensorBoard scalars every N steps (0: per epoch only).",
+            None,
+            _at_least(0),
+        ),
     },
 }
 

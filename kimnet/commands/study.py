@@ -10,7 +10,7 @@ import sys
 
 from absl import flags
 
-from kimnet import cli_flags
+from kimnet import cli_flags, console
 
 _STUDY = flags.DEFINE_string(
     "study", None, "Study file: FILE.py[:ARG] whose get_config(arg) returns the study."
@@ -40,6 +40,7 @@ def _study(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    console.start_tensorflow()
     return cli_flags.run(_study, argv)
 
 

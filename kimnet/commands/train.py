@@ -6,7 +6,7 @@ import sys
 
 import ml_collections
 
-from kimnet import cli_flags
+from kimnet import cli_flags, console
 
 
 def _train(config: ml_collections.ConfigDict) -> None:
@@ -16,6 +16,7 @@ def _train(config: ml_collections.ConfigDict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    console.start_tensorflow()
     return cli_flags.run_experiment(_train, argv)
 
 

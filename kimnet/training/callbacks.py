@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -72,6 +74,8 @@ class EpochStats(keras.callbacks.Callback):
     def __init__(self, batch_size: int):
         super().__init__()
         self.batch_size = batch_size
+        # The phase's learning-rate schedule, set when it compiles (None: a constant rate).
+        self.schedule: keras.optimizers.schedules.LearningRateSchedule | None = None
         self.train_seconds = 0.0
         self.images = 0
         # The same without each epoch's first step, which holds graph building (first
@@ -111,9 +115,16 @@ class EpochStats(keras.callbacks.Callback):
         self.train_seconds += self._epoch_seconds
         if logs is not None:
             logs["images_per_second"] = images / max(self._epoch_seconds, 1e-9)
-            logs["learning_rate"] = float(
-                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-            )
+            logs["learning_rate"] = self.last_learning_rate()
+
+    def last_learning_rate(self) -> float:
+        """The rate the epoch's last step used (the optimizer's own is the next step's)."""
+        optimizer = self.model.optimizer
+        rate = optimizer.learning_rate
+        if self.schedule is not None:
+            step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)) - 1, 0)
+            rate = self.schedule(step)
+        return float(keras.ops.convert_to_numpy(rate))
 
     @property
     def images_per_second(self) -> float:
@@ -129,16 +140,34 @@ class EpochStats(keras.callbacks.Callback):
         return self.steady_images / max(self.steady_seconds, 1e-9)
 
 
-def write_image_grid(log_dir: str, images: tf.Tensor, name: str = "augmented_train_images") -> None:
-    """Writes a grid of training images ([0, 255] floats) to TensorBoard's Images tab, once."""
-    images = tf.cast(tf.clip_by_value(images, 0, 255), tf.uint8)
-    count = int(images.shape[0])
-    columns = int(count**0.5)
-    rows = count // columns
-    images = images[: rows * columns]
-    height, width, channels = images.shape[1:]
-    grid = tf.reshape(images, (rows, columns, height, width, channels))
-    grid = tf.transpose(grid, (0, 2, 1, 3, 4))
-    grid = tf.reshape(grid, (1, rows * height, columns * width, channels))
+def write_image_grid(
+    log_dir: str,
+    images: tf.Tensor,
+    labels: list[str],
+    name: str = "augmented_train_images",
+) -> None:
+    """Writes training images ([0, 255] floats), each titled with its class name, to
+    TensorBoard's Images tab, once."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pixels = np.clip(keras.ops.convert_to_numpy(images), 0, 255).astype(np.uint8)
+    columns = math.ceil(len(pixels) ** 0.5)
+    rows = math.ceil(len(pixels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(1.6 * columns, 1.8 * rows))
+    for axis in np.ravel(axes):
+        axis.axis("off")
+    for axis, image, label in zip(np.ravel(axes), pixels, labels, strict=False):
+        axis.imshow(image.squeeze(), cmap="gray" if image.shape[-1] == 1 else None)
+        axis.set_title(label, fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    grid = tf.image.decode_png(buffer.getvalue(), channels=3)[None]
     with tf.summary.create_file_writer(log_dir).as_default():
         tf.summary.image(name, grid, step=0)

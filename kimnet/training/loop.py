@@ -24,7 +24,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from kimnet import data, experiment, export, fileio, models
+from kimnet import console, data, experiment, export, fileio, models
 from kimnet.errors import InputError, TrainingDiverged, TrainingStopped
 from kimnet.training import callbacks as cb
 from kimnet.training import state
@@ -104,7 +104,8 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
         with state.run_lock(run_dir), state.stop_requests() as stop:
             resumed = prepare_run_dir(run_dir, config)
             if resumed is None:
-                cb.write_image_grid(str(run_dir / "tensorboard" / "train"), _sample(config, splits))
+                images, labels = _sample(config, splits)
+                cb.write_image_grid(str(run_dir / "tensorboard" / "train"), images, labels)
             start = time.perf_counter()
             progress = fit(model, config, phases, batches, strategy, run_dir, resumed, stop)
             wall = time.perf_counter() - start
@@ -302,10 +303,27 @@ def _augmenter(config: ml_collections.ConfigDict):
     return data.augment.build(config.augment.ops, config.data.image_size, seed=config.runtime.seed)
 
 
-def _sample(config: ml_collections.ConfigDict, splits: data.Splits) -> tf.Tensor:
-    return data.sample_images(
-        splits, image_size=config.data.image_size, augmenter=_augmenter(config)
-    )
+def _sample(
+    config: ml_collections.ConfigDict, splits: data.Splits, count: int = 16
+) -> tuple[tf.Tensor, list[str]]:
+    """``count`` augmented training images, drawn in turn from each class of a shuffled
+    stretch of the training split, and their class names."""
+    names = splits.info.class_names
+    pool = splits.train.take(50_000).shuffle(2_048, seed=config.runtime.seed).take(1_024)
+    by_class: dict[int, list] = {}
+    for image, label in pool.as_numpy_iterator():
+        by_class.setdefault(int(label), []).append(image)
+    picked = []
+    while len(picked) < count and any(by_class.values()):
+        for label in sorted(by_class):
+            if by_class[label] and len(picked) < count:
+                picked.append((by_class[label].pop(0), label))
+    size = config.data.image_size
+    images = tf.stack([data.resize(tf.constant(image), size) for image, _ in picked])
+    augmenter = _augmenter(config)
+    if augmenter is not None:
+        images = augmenter(images, training=True)
+    return images, [names[label] for _, label in picked]
 
 
 def prepare_run_dir(run_dir: Path, config: ml_collections.ConfigDict) -> state.State | None:
@@ -332,8 +350,9 @@ def compile_for_phase(
     config: ml_collections.ConfigDict,
     phase: finetune.Phase,
     steps_per_epoch: int,
-) -> None:
-    """Compiles ``model`` with the phase's optimiser; GoogLeNet's auxiliary heads weigh 0.3."""
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Compiles ``model`` with the phase's optimiser (returns its learning-rate schedule);
+    GoogLeNet's auxiliary heads weigh 0.3."""
     outputs = len(model.outputs)
     top_k = min(5, int(model.outputs[0].shape[-1]))
     metrics = [
@@ -353,6 +372,7 @@ def compile_for_phase(
         loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (outputs - 1) if outputs > 1 else None,
         metrics=[metrics] + [[]] * (outputs - 1) if outputs > 1 else metrics,
     )
+    return schedule
 
 
 def make_callbacks(
@@ -365,9 +385,12 @@ def make_callbacks(
     """Precise BN, throughput, TensorBoard and the checkpointer, in that order."""
     precise_bn = cb.PreciseBatchNorm(batches.train_plain, config.evaluate.bn_recalibration_batches)
     stats = cb.EpochStats(config.data.batch_size)
-    tensorboard = keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq="epoch")
-    # EpochStats before TensorBoard, which logs what it adds.
-    return stats, [precise_bn, stats, tensorboard, checkpointer]
+    tensorboard = keras.callbacks.TensorBoard(
+        str(run_dir / "tensorboard"), update_freq=config.runtime.tensorboard_every or "epoch"
+    )
+    history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
+    # EpochStats before TensorBoard and the CSV log, which record what it adds.
+    return stats, [precise_bn, stats, tensorboard, history, checkpointer]
 
 
 @dataclasses.dataclass
@@ -433,20 +456,25 @@ def fit(
             progress.records = [*earlier, record]
             fileio.write_json_atomic(run_dir / "trainable.json", progress.records)
         with strategy.scope():
-            compile_for_phase(model, config, phase, batches.steps_per_epoch)
+            stats.schedule = compile_for_phase(model, config, phase, batches.steps_per_epoch)
         if resumed is not None and not at_phase_start:
             state.restore(model, checkpoints)  # within a phase: its optimizer's state too
         resumed = None
-        _fit_epochs(model, batches, callbacks, progress, first, end, begin.step)
+        verbose = console.progress_verbosity(config.runtime.progress)
+        _fit_epochs(model, batches, callbacks, progress, first, end, begin.step, verbose)
         begin = state.State()
         if progress.ended_early:
             break
     return progress
 
 
-def _fit_epochs(model, batches, callbacks, progress, first: int, end: int, skip: int) -> None:
+def _fit_epochs(
+    model, batches, callbacks, progress, first: int, end: int, skip: int, verbose: int
+) -> None:
     """Epochs ``first`` .. ``end - 1``; the first without its ``skip`` steps already done."""
-    common = dict(validation_data=batches.validation, callbacks=callbacks, shuffle=False, verbose=2)
+    common = dict(
+        validation_data=batches.validation, callbacks=callbacks, shuffle=False, verbose=verbose
+    )
     if skip and first < end:
         progress.add(
             model.fit(
