@@ -90,7 +90,7 @@ def _fused_ops(layer: keras.layers.Layer, x: tf.Tensor, training: bool) -> set[s
     return {op.type for op in graph.get_operations()}
 
 
-@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("policy", POLICIES + ("float16", "bfloat16"))
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize(
     "shape",
@@ -104,7 +104,8 @@ def test_matches_keras_outputs_gradients_and_moving_statistics(policy, training,
     assert can_fuse(fused_bn, x)
     expected = _run(keras_bn, x, training)
     actual = _run(fused_bn, x, training)
-    # Moving statistics are float32 in every policy; outputs and dx are in compute dtype.
+    # Moving statistics are float32 except in the pure float16/bfloat16 policies, where
+    # both layers round the same float32 update to the variable dtype (found equal).
     _close(
         {k: actual[k] for k in ("moving_mean", "moving_variance")},
         {k: expected[k] for k in ("moving_mean", "moving_variance")},
