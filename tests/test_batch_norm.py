@@ -341,3 +341,13 @@ def test_savedmodel_export(tmp_path):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_other_backends_take_the_keras_path(monkeypatch):
+    # No JAX/torch here; the backend check is the only thing that differs for them.
+    _, fused_bn = _pair((2, 3, 3, CHANNELS))
+    x = _inputs((2, 3, 3, CHANNELS))
+    assert can_fuse(fused_bn, x)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert not can_fuse(fused_bn, x)
+    assert "FusedBatchNormV3" not in _fused_ops(fused_bn, x, training=True)
