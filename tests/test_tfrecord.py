@@ -16,7 +16,8 @@ from kimnet.data import tfrecord
 from kimnet.data.__main__ import main as data_main
 from kimnet.data.splits import SPLITS, Splits
 from kimnet.errors import InputError
-from kimnet.training import TrainConfig, train
+from kimnet import experiment
+from kimnet.training import train
 
 SUBSET = {"train": 250, "validation": 40, "test": 60}
 
@@ -195,19 +196,19 @@ def test_missing_folder():
 
 def test_training_reads_shards(fmnist, tmp_path):
     tfrecord.write(fmnist_subset(fmnist), tmp_path / "shards", examples_per_shard=100)
-    config = TrainConfig(
-        model="mobilenetv3_small",
-        dataset=f"tfrecord:{tmp_path / 'shards'}",
-        epochs=1,
-        batch_size=16,
-        steps_per_epoch=3,
-        quick=True,
-        export=False,
-        workdir=str(tmp_path / "runs"),
+    config = experiment.validate(
+        {
+            "model": {"name": "mobilenetv3_small"},
+            "data": {"name": f"tfrecord:{tmp_path / 'shards'}", "batch_size": 16},
+            "schedule": {"epochs": 1, "steps_per_epoch": 3},
+            "evaluate": {"max_batches": 5},
+            "export": {"enabled": False},
+            "runtime": {"workdir": str(tmp_path / "runs")},
+        }
     )
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # e.g. Keras' "ran out of data"
         result = train(config)
     assert result.run_dir.name == "shards-mobilenetv3_small"
-    assert result.metrics["dataset"] == f"tfrecord:{tmp_path / 'shards'}"
-    assert 0.0 <= result.metrics["test_top1"] <= 1.0
+    assert result.metrics.dataset == f"tfrecord:{tmp_path / 'shards'}"
+    assert 0.0 <= result.metrics.test_top1 <= 1.0
