@@ -230,7 +230,7 @@ def test_interrupted_tfrecord_command_leaves_nothing(tmp_path, child_env, one_li
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr
-    assert one_line(stderr) == "Interrupted; nothing was written."
+    assert one_line(stderr) == f"Interrupted; nothing was written to {out}."
     assert list(tmp_path.iterdir()) == []
 
 
