@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -263,3 +264,29 @@ def test_disk_full_while_writing_shards(small_tmpfs, child_env, one_line):
     assert 15 < needed < 60  # 70,000 small PNGs in records: about 30 MiB
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["earlier.txt"]
     assert keep.read_text() == "written before"
+
+
+def test_training_command_names_a_truncated_jpeg_before_training(
+    image_folder, tmp_path, child_env, one_line
+):
+    truncated, _ = _plant_bad_images(image_folder)
+    train_script = Path(__file__).resolve().parents[1] / "pipelines" / "train.py"
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(train_script),
+            f"--dataset=folder:{image_folder}",
+            "--model=mobilenetv3_small",
+            "--quick",
+            "--epochs=1",
+            f"--workdir={runs}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=child_env,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(truncated) in one_line(result.stderr)
+    assert not runs.exists()  # stopped before any run directory was made
