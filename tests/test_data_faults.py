@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,6 @@ def test_unprepared_dataset_offline_fails_fast(tmp_path):
 
 
 def test_command_line_names_errors_in_one_line(tmp_path, child_env, one_line):
-    start = time.perf_counter()
     result = _run_data_command(child_env, "tfrecord", "fashion-mnist", str(tmp_path / "out"))
     assert result.returncode == 2
     assert one_line(result.stderr) == (
@@ -72,12 +72,12 @@ def test_command_line_names_errors_in_one_line(tmp_path, child_env, one_line):
         "folder:/path/to/images or tfrecord:/path/to/shards."
     )
     if not names.can_download():
+        # TFDS alone retries for minutes; the limit includes TensorFlow's import.
         result = _run_data_command(
-            child_env, "prepare", "cifar10", "--data_dir", str(tmp_path / "tfds")
+            child_env, "prepare", "cifar10", "--data_dir", str(tmp_path / "tfds"), timeout=120
         )
         assert result.returncode == 2
         assert "python -m kimnet.data prepare cifar10" in one_line(result.stderr)
-    assert time.perf_counter() - start < 60
     assert not (tmp_path / "out").exists()
 
 
@@ -105,7 +105,8 @@ def test_bad_images_are_named_before_training(image_folder):
     message = str(caught.value)
     assert message.startswith(f"2 of 20 images in folder:{image_folder} cannot be decoded")
     assert str(truncated) in message and str(tiff) in message and "\n" not in message
-    assert "skip_bad_images=True" in message
+    assert "skip_bad_images=True" in message and "function_node" not in message
+    assert f"{truncated} (jpeg::Uncompress failed. Invalid JPEG data" in message
 
 
 def test_skip_bad_images_trains_on_the_rest_and_lists_them(image_folder, tmp_path, capsys):
@@ -182,7 +183,7 @@ def test_a_damaged_test_shard_is_named_before_training(shards, tmp_path, damage,
     copy, shard = _damaged_copy(shards, tmp_path, damage)
     with pytest.raises(InputError, match=message) as caught:
         kimnet.data.load(f"tfrecord:{copy}")
-    assert f"'{shard}'" in str(caught.value)
+    assert f"'{shard}'" in str(caught.value) and "function_node" not in str(caught.value)
 
 
 def _first_records(data: bytes, count: int) -> bytes:
@@ -230,7 +231,7 @@ def test_interrupted_tfrecord_command_leaves_nothing(tmp_path, child_env, one_li
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr
-    assert one_line(stderr) == "Interrupted; nothing was written."
+    assert one_line(stderr) == f"Interrupted; nothing was written to {out}."
     assert list(tmp_path.iterdir()) == []
 
 
@@ -263,3 +264,29 @@ def test_disk_full_while_writing_shards(small_tmpfs, child_env, one_line):
     assert 15 < needed < 60  # 70,000 small PNGs in records: about 30 MiB
     assert sorted(p.name for p in small_tmpfs.iterdir()) == ["earlier.txt"]
     assert keep.read_text() == "written before"
+
+
+def test_training_command_names_a_truncated_jpeg_before_training(
+    image_folder, tmp_path, child_env, one_line
+):
+    truncated, _ = _plant_bad_images(image_folder)
+    train_script = Path(__file__).resolve().parents[1] / "pipelines" / "train.py"
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(train_script),
+            f"--dataset=folder:{image_folder}",
+            "--model=mobilenetv3_small",
+            "--quick",
+            "--epochs=1",
+            f"--workdir={runs}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=child_env,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(truncated) in one_line(result.stderr)
+    assert not runs.exists()  # stopped before any run directory was made

@@ -65,7 +65,11 @@ def main(argv: list[str]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return exit_code(error)
     except KeyboardInterrupt:
-        print("Interrupted; nothing was written.", file=sys.stderr)
+        out = getattr(args, "out", None)  # only `tfrecord` stages its output
+        print(
+            f"Interrupted; nothing was written to {out}." if out else "Interrupted.",
+            file=sys.stderr,
+        )
         return 130
     return 0
 
