@@ -99,6 +99,11 @@ SCHEMA: dict[str, dict[str, Field]] = {
             None, "Keep only the first N validation images.", int, _at_least(1)
         ),
         "test_examples": Field(None, "Keep only the first N test images.", int, _at_least(1)),
+        "skip_bad_images": Field(
+            False,
+            "Train without the images of a folder that cannot be "
+            "decoded (counted and listed) instead of stopping.",
+        ),
     },
     "augment": {
         "ops": Field(

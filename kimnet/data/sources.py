@@ -173,8 +173,8 @@ def _drop_bad_images(
     summary = checks.describe_bad(bad, len(paths), f"{FOLDER_PREFIX}{root}")
     if not skip:
         raise InputError(
-            f"{summary}. Remove or replace them, or pass skip_bad_images=True to train "
-            f"without them."
+            f"{summary}. Remove or replace them, or set config.data.skip_bad_images=true "
+            f"(skip_bad_images=True in code) to train without them."
         )
     listed = checks.write_skipped_list(
         bad, Path(skipped_list) if skipped_list else checks.skipped_list_path(root)

@@ -223,7 +223,9 @@ def load_data(config: ml_collections.ConfigDict, splits: data.Splits | None) -> 
     """The dataset's raw splits, restricted to the configured classes and sizes."""
     d = config.data
     if splits is None:
-        splits = data.load(d.name, data_dir=d.data_dir, seed=config.runtime.seed)
+        splits = data.load(
+            d.name, data_dir=d.data_dir, seed=config.runtime.seed, skip_bad_images=d.skip_bad_images
+        )
     return subsets.subset(
         splits,
         classes=subsets.parse_classes(d.classes),
