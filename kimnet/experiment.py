@@ -434,3 +434,24 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
         shrunk["schedule.steps_per_epoch"] = min(steps, QUICK["schedule.steps_per_epoch"])
     override(config, shrunk)
     return config
+
+
+def markdown_reference() -> str:
+    """docs/config.md: every field with its default and meaning (``python -m kimnet.experiment``)."""
+    lines = [
+        "# Experiment config reference",
+        "",
+        "Every field of an experiment, by section. Override any of them on the command line by",
+        "its dotted path (`--config.optim.learning_rate=0.01`); `-` means unset. Generated from",
+        "`kimnet.experiment.SCHEMA` by `python -m kimnet.experiment > docs/config.md`.",
+    ]
+    for section, entries in SCHEMA.items():
+        lines += ["", f"## {section}", "", "| field | default | meaning |", "| --- | --- | --- |"]
+        for name, field in entries.items():
+            default = "-" if field.default is None else f"`{field.default!r}`"
+            lines.append(f"| `{section}.{name}` | {default} | {field.help} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_reference(), end="")

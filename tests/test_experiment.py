@@ -201,3 +201,10 @@ def test_a_run_reruns_from_its_config_with_the_same_metrics(tmp_path, fmnist):
     second = train(again, splits=fmnist)
     for key in ("test_top1", "test_top5", "validation_top1"):
         assert getattr(second.metrics, key) == getattr(first.metrics, key), key
+
+
+def test_the_config_reference_is_up_to_date():
+    documented = (ROOT / "docs" / "config.md").read_text()
+    assert documented == experiment.markdown_reference(), (
+        "docs/config.md is stale: run python -m kimnet.experiment > docs/config.md"
+    )

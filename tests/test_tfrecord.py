@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 
 import kimnet.data
+from kimnet import experiment
 from kimnet.data import tfrecord
 from kimnet.data.__main__ import main as data_main
 from kimnet.data.splits import SPLITS, Splits
 from kimnet.errors import InputError
-from kimnet import experiment
 from kimnet.training import train
 
 SUBSET = {"train": 250, "validation": 40, "test": 60}
