@@ -437,7 +437,7 @@ def variant(config: ml_collections.ConfigDict, arg: str | None) -> ml_collection
 
 
 def markdown_reference() -> str:
-    """docs/config.md: every field with its default and meaning (``python -m kimnet.experiment``)."""
+    """docs/config.md: each field, its default and meaning (``python -m kimnet.experiment``)."""
     lines = [
         "# Experiment config reference",
         "",
