@@ -31,6 +31,8 @@ from kimnet.training import state
 from kimnet.training.optim import learning_rate_schedule, make_optimizer
 from kimnet.transfer import finetune, subsets
 
+# Settings a resumed run may change: they do not change what it trains.
+RESUME_MAY_CHANGE = ("runtime.overwrite", "runtime.progress", "runtime.tensorboard_every")
 # Weight of each auxiliary classifier's loss (GoogLeNet), as in Szegedy et al.
 AUX_LOSS_WEIGHT = 0.3
 
@@ -205,12 +207,11 @@ def _check_resumable(run_dir: Path, config: ml_collections.ConfigDict) -> None:
         )
     saved = run_dir / experiment.CONFIG_FILE
     if saved.is_file():
-        ignore = {"runtime.overwrite"}
-        before = dict(experiment.flatten(json.loads(saved.read_text())))
+        # Fields added to the schema since take their defaults; how the run reports
+        # progress may change between the two commands.
+        before = dict(experiment.flatten(experiment.load(str(saved)).to_dict()))
         now = dict(experiment.flatten(config.to_dict()))
-        differ = sorted(
-            k for k in before.keys() | now.keys() if k not in ignore and before.get(k) != now.get(k)
-        )
+        differ = sorted(k for k in now if k not in RESUME_MAY_CHANGE and before[k] != now[k])
         if differ:
             raise InputError(
                 f"Run directory '{run_dir}' holds an unfinished run of another experiment "
