@@ -55,14 +55,21 @@ def test_strength_changes_the_effect(images):
     [
         ("flip,rotate", "Unknown augmentation 'flip'.*Known augmentations: flip_h"),
         ("rotate=abc", "not a number"),
-        ("crop=-2", "must not be negative"),
+        ("crop=-2", "crop must be between 0 and 256"),
+        ("crop=1e9", "crop must be between 0 and 256"),
+        ("rotate=400", "rotate must be between 0 and 180"),
+        ("zoom=1.5", "zoom must be between 0 and 0.9"),
+        ("resized_crop=0", None),
     ],
 )
 def test_bad_specs(spec, message):
+    if message is None:  # the edge of a range is valid
+        assert augment.parse(spec) == [(spec.split("=")[0], 0.0)]
+        return
     with pytest.raises(ValueError, match=message):
         augment.parse(spec)
 
 
 def test_noise_strength_is_a_fraction():
-    with pytest.raises(ValueError, match="fraction"):
+    with pytest.raises(ValueError, match="noise must be between 0 and 1.*fraction"):
         augment.build("noise=10", 32)

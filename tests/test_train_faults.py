@@ -173,3 +173,17 @@ def test_a_changed_experiment_does_not_resume_into_an_unfinished_run(tmp_path):
     changed = experiment.validate(_tiny(tmp_path, optim={"learning_rate": 0.5}))
     with pytest.raises(InputError, match="another experiment .*optim.learning_rate"):
         train(changed)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"data": {"batch_size": 200, "train_examples": 100}}, "larger than the 100 training"),
+        ({"data": {"batch_size": 1_000_000_000}}, r"needs about .* GiB .* use at most about \d+"),
+    ],
+)
+def test_a_batch_that_cannot_fit_is_refused_before_training(tmp_path, fmnist, changes, message):
+    config = experiment.validate(_tiny(tmp_path, **changes))
+    with pytest.raises(InputError, match=message):
+        train(config, splits=fmnist)
+    assert not (tmp_path / "runs" / "run").exists()
