@@ -251,7 +251,7 @@ ERRORS = [
         400,
         "Only one",
     ),
-    ("empty instances", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "non-empty"),
+    ("empty instances", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "No values"),
     (
         "unknown model",
         "/v1/models/nope:predict",
@@ -271,23 +271,29 @@ ERRORS = [
         f"/v1/models/{MODEL}/versions/x:predict",
         {"instances": [_IMAGE]},
         400,
-        "integer",
+        "Malformed request",
     ),
     (
         "unknown signature",
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "nope", "instances": [_IMAGE]},
-        404,
-        "nope",
+        400,
+        'Serving signature name: "nope" not found in signature def',
     ),
-    ("wrong rank", f"/v1/models/{MODEL}:predict", {"instances": [[1, 2, 3]]}, 400, "rank"),
-    ("float for uint8", f"/v1/models/{MODEL}:predict", {"instances": [[[[0.5]]]]}, 400, "integers"),
+    ("wrong rank", f"/v1/models/{MODEL}:predict", {"instances": [[1, 2, 3]]}, 400, "[-1,-1,-1,-1]"),
+    (
+        "float for uint8",
+        f"/v1/models/{MODEL}:predict",
+        {"instances": [[[[0.5]]]]},
+        400,
+        "JSON Value: 0.5 Type: Number is not of expected type: uint8",
+    ),
     (
         "string for uint8",
         f"/v1/models/{MODEL}:predict",
         {"instances": [[[["a"]]]]},
         400,
-        "DT_UINT8",
+        'JSON Value: "a" Type: String is not of expected type: uint8',
     ),
     ("out of range", f"/v1/models/{MODEL}:predict", {"instances": [[[[256]]]]}, 400, "[0, 255]"),
     (
@@ -295,14 +301,15 @@ ERRORS = [
         f"/v1/models/{MODEL}:predict",
         {"instances": [[[[1], [2]]], [[[1]]]]},
         400,
-        "ragged",
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting "
+        "tensor size: 2 but got: 1",
     ),
     (
         "b64 for uint8",
         f"/v1/models/{MODEL}:predict",
         {"instances": [{"b64": "AAAA"}]},
         400,
-        "DT_STRING",
+        "Type: Object is not of expected type: uint8",
     ),
     ("two channels", f"/v1/models/{MODEL}:predict", {"instances": [[[[1, 2]]]]}, 400, "depth"),
     (
@@ -317,18 +324,59 @@ ERRORS = [
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "serving_bytes", "instances": [{"b64": "@@@"}]},
         400,
-        "base64",
+        "Unable to base64 decode",
     ),
     (
         "number for string",
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "serving_bytes", "instances": [3]},
         400,
-        "DT_STRING",
+        "JSON Value: 3 Type: Number is not of expected type: string",
     ),
     ("classify", f"/v1/models/{MODEL}:classify", {"examples": []}, 400, "predict"),
-    ("unknown verb", f"/v1/models/{MODEL}:explode", {"instances": [_IMAGE]}, 404, "Malformed"),
-    ("no verb", f"/v1/models/{MODEL}", {"instances": [_IMAGE]}, 404, "Malformed"),
+    (
+        "integer of 5000 digits",
+        f"/v1/models/{MODEL}:predict",
+        b'{"instances": [' + b"7" * 5000 + b"]}",
+        400,
+        "JSON Parse error",
+    ),
+    (
+        "version over int64",
+        f"/v1/models/{MODEL}/versions/{2**63}:predict",
+        {"instances": [_IMAGE]},
+        400,
+        f"Failed to convert version: {2**63} to numeric.",
+    ),
+    (
+        "version 0_1",
+        f"/v1/models/{MODEL}/versions/0_1:predict",
+        {"instances": [_IMAGE]},
+        400,
+        "Malformed request",
+    ),
+    (
+        "version with spaces",
+        f"/v1/models/{MODEL}/versions/%201%20:predict",
+        {"instances": [_IMAGE]},
+        400,
+        "Malformed request",
+    ),
+    (
+        "metadata by POST",
+        f"/v1/models/{MODEL}/metadata",
+        {"instances": [_IMAGE]},
+        400,
+        f"Malformed request: POST /v1/models/{MODEL}/metadata",
+    ),
+    (
+        "unknown verb",
+        f"/v1/models/{MODEL}:explode",
+        {"instances": [_IMAGE]},
+        400,
+        f"Malformed request: POST /v1/models/{MODEL}:explode",
+    ),
+    ("no verb", f"/v1/models/{MODEL}", {"instances": [_IMAGE]}, 400, "Malformed request"),
 ]
 
 
@@ -356,13 +404,70 @@ def test_errors_as_tf_serving_returns_them(http, url, body, status, fragment):
         ("/v1/models/nope/metadata", 404, "nope"),
         (f"/v1/models/{MODEL}/versions/9", 404, "version 9"),
         (f"/v1/models/{MODEL}/versions/9/metadata", 404, "Specific"),
-        ("/v2/anything", 404, "Malformed"),
+        ("/v2/anything", 404, "Not found"),
+        ("/v1/foo", 400, "Malformed request: GET /v1/foo"),
+        (f"/v1/models/{MODEL}:predict", 400, "Malformed request"),
+        (f"/v1/models/{MODEL}/versions/{2**64}", 400, "Failed to convert version"),
+        ("/v1/models/versions/1", 400, "Missing model name in request."),
     ],
 )
 def test_get_errors(http, url, status, fragment):
     response = http.get(url)
     assert response.status_code == status
     assert fragment.lower() in response.json()["error"].lower()
+
+
+def test_other_methods_are_malformed_requests(http):
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = http.request(method, f"/v1/models/{MODEL}")
+        assert response.status_code == 400
+        assert response.json() == {"error": f"Malformed request: {method} /v1/models/{MODEL}"}
+
+
+def test_floats_are_written_as_tf_serving_writes_them(http, images):
+    text = _ok_text(http.post(f"/v1/models/{MODEL}:predict", json={"inputs": images[:2].tolist()}))
+    scores = text.split('"top5_scores":')[1]
+    # float32 values with at most nine significant digits, never a double's seventeen.
+    numbers = scores.replace("[", " ").replace("]", " ").replace(",", " ").split("}")[0].split()
+    assert numbers and all(
+        len(n.replace(".", "").replace("-", "").lstrip("0")) <= 9 for n in numbers
+    )
+
+
+def _ok_text(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_metadata_prints_empty_defaults(http):
+    signatures = _ok(http.get(f"/v1/models/{MODEL}/metadata"))["metadata"]["signature_def"]
+    for signature in signatures["signature_def"].values():
+        assert signature["defaults"] == {}
+
+
+def test_prometheus_metrics(http, images):
+    _ok(http.post(f"/v1/models/{COPY}:predict", json={"instances": images[:2].tolist()}))
+    http.post(f"/v1/models/{COPY}:predict", json={"instances": [[1]]})
+    response = http.get("/monitoring/prometheus/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+
+    def value(prefix: str) -> float:
+        (line,) = [line for line in lines if line.startswith(prefix + " ")]
+        return float(line.split()[-1])
+
+    labels = f'model="{COPY}",version="1",signature="serving_default",api="predict"'
+    assert value(f'kimnet_requests_total{{{labels},code="200"}}') >= 1
+    assert (
+        value(
+            f'kimnet_requests_total{{model="{COPY}",version="1",signature="",api="predict",code="400"}}'
+        )
+        >= 1
+    )
+    assert value(f'kimnet_request_latency_seconds_count{{model="{COPY}",api="predict"}}') >= 2
+    assert value('kimnet_batch_size_bucket{le="+Inf"}') >= 1
+    assert value("kimnet_resident_memory_bytes") > 0
 
 
 def test_oversized_body_is_refused_and_server_keeps_serving(http, reference, images):
@@ -534,9 +639,12 @@ def test_new_version_is_served_without_restart_and_half_written_ones_never(
     assert http.get(f"/v1/models/{MODEL}/versions/2").status_code == 404
     os.rename(model_dir / ".2-incomplete-abc", model_dir / "2")
 
-    def version_two_loaded():
+    def version_two_loaded():  # it is LOADING first, as in TF Serving
         status = http.get(f"/v1/models/{MODEL}").json()["model_version_status"]
-        return [s["version"] for s in status] == ["2", "1"]
+        return [(s["version"], s["state"]) for s in status] == [
+            ("2", "AVAILABLE"),
+            ("1", "AVAILABLE"),
+        ]
 
     _wait_for(version_two_loaded)
     time.sleep(1.0)  # several more polls: the incomplete ones must still be ignored
@@ -631,6 +739,8 @@ def test_json_error_bodies_are_json(http):
     response = http.post(f"/v1/models/{MODEL}:predict", content=b"\xff\xfe")
     assert response.status_code == 400
     assert json.loads(response.text)["error"].startswith("JSON Parse error")
+    response = http.post(f"/v1/models/{MODEL}:predict", content=b"")
+    assert response.json() == {"error": "JSON Parse error: The document is empty"}
 
 
 @pytest.mark.slow
