@@ -298,6 +298,7 @@ class ModelRepository:
         self._thread: threading.Thread | None = None
         # Called with (model, version) when a version fails to load (the server's metrics).
         self.on_load_failure: Callable[[str, int], None] | None = None
+        self._unloaded = False  # since the last scan: memory to give back
 
     # Discovery ---------------------------------------------------------------------------------
 
@@ -320,10 +321,14 @@ class ModelRepository:
             for name, directory in sorted(model_dirs.items()):
                 self._scan_model(name, directory)
             with self._lock:
-                for name in [n for n in self._models if n not in model_dirs]:
+                removed = [n for n in self._models if n not in model_dirs]
+                for name in removed:
                     log.info("Model '%s' removed; unloading it.", name)
                     del self._models[name]
-            release_memory()
+            if removed or self._unloaded:
+                # A full collection holds the GIL for a while: only after an unload.
+                self._unloaded = False
+                release_memory()
 
     def _scan_model(self, name: str, directory: Path) -> None:
         """Serves the newest ``num_versions`` versions that load and warm up; a loaded
@@ -341,6 +346,7 @@ class ModelRepository:
             gone = [v for v in model.loaded if v not in serving]
             if gone:
                 log.info("Unloading model '%s' versions %s.", name, gone)
+                self._unloaded = True
                 model.loaded = {v: m for v, m in model.loaded.items() if v in serving}
             model.failed = {v: f for v, f in model.failed.items() if v in on_disk}
             if model.loaded or model.failed:
