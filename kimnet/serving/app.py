@@ -105,10 +105,7 @@ def _parse_in_worker(
 ) -> rest.Parsed | None:
     """Runs in a parse process: the request's tensors (None: only the envelope was checked)."""
     try:
-        if signatures is None:
-            rest.signature_name(rest.parse_json(body, limits))
-            return None
-        return rest.parse_request(body, signatures, limits)
+        return _parse_inline(body, signatures, limits)
     finally:
         del body
         release_memory()  # a 30 MiB body leaves ~1 GB of freed Python objects behind
@@ -164,6 +161,8 @@ class ParsePool:
 def _parse_inline(
     body: bytes, signatures: Mapping[str, Mapping[str, TensorSpec]] | None, limits: rest.Limits
 ) -> rest.Parsed | None:
+    """The request's tensors; with no signatures (unknown model), only the JSON envelope is
+    checked, since TF Serving reports JSON errors before a missing model."""
     if signatures is None:
         rest.signature_name(rest.parse_json(body, limits))
         return None
@@ -218,12 +217,16 @@ def _run_signature(version: LoadedVersion, signature_name: str):
 async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ServingError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413)
+        raise ServingError(
+            f"Request body of {length} bytes exceeds the limit of {limit} (--max_body_mb).", 413
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ServingError(f"Request body exceeds the limit of {limit} bytes.", 413)
+            raise ServingError(
+                f"Request body exceeds the limit of {limit} bytes (--max_body_mb).", 413
+            )
         chunks.append(chunk)
     return b"".join(chunks)
 
