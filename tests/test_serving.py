@@ -733,6 +733,12 @@ def test_kimnet_serve_flags(tmp_path, capsys):
     assert cli.main(["serve", "--model_dir", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert cli.main(["serve", "--model_dir", str(tmp_path), "--batch_size", "0"]) == 2
+    args = parser.parse_args(["serve", "--max_instances", "8", "--max_image_pixels", "100"])
+    assert (args.max_instances, args.max_image_pixels, args.max_json_depth) == (8, 100, 32)
+    assert args.parse_workers == 2
+    for flag in ("--max_instances", "--max_image_pixels", "--max_json_depth"):
+        assert cli.main(["serve", "--model_dir", str(tmp_path), flag, "0"]) == 2
+        assert flag in capsys.readouterr().err
 
 
 def test_json_error_bodies_are_json(http):

@@ -218,6 +218,7 @@ def test_bomb_and_many_tiny_images_are_refused_and_memory_returns(model_dir):
         time.sleep(1.0)
         grown = _tree_rss() - steady
         assert http.post("/v1/models/m:predict", json=one).status_code == 200
+    print(f"bombs: RSS {steady / MiB:.0f} MiB before, {grown / MiB:+.0f} MiB after")  # docs figure
     assert grown < 200 * MiB, f"RSS grew by {grown / MiB:.0f} MiB"
 
 
@@ -236,6 +237,7 @@ def test_ten_hot_reloads_keep_memory_bounded(model_dir, source):
             if after_first is None:
                 after_first = _tree_rss()
         grown = _tree_rss() - after_first
+    print(f"reloads: RSS {after_first / MiB:.0f} MiB after the first, {grown / MiB:+.0f} MiB later")
     assert grown < 150 * MiB, f"RSS grew by {grown / MiB:.0f} MiB over nine reloads"
 
 
@@ -271,6 +273,7 @@ def test_status_answers_within_a_second_during_a_flood_of_large_bodies(model_dir
             time.sleep(0.05)
         for sender in senders:
             sender.join(timeout=300)
+    print(f"flood: {len(waits)} status+predict pairs, slowest {max(waits):.2f} s")
     assert codes == [200] * 4
     assert len(waits) >= 5, "the large requests finished before the small ones were timed"
     assert max(waits) < 1.0, f"a status call and a small predict took {max(waits):.2f} s"

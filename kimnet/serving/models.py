@@ -392,12 +392,14 @@ class ModelRepository:
 
     def _relative(self, message: str) -> str:
         """``message`` with the base directory's absolute path removed (status is public)."""
-        for base in {
+        spellings = {
             str(self.base_dir.resolve()),
             str(self.base_dir.absolute()),
             str(self.base_dir),
-        }:
-            message = message.replace(base + os.sep, "").replace(base, ".")
+        }
+        for base in sorted(spellings, key=len, reverse=True):  # longest first: no partial match
+            if len(base) > 1:
+                message = message.replace(base + os.sep, "").replace(base, ".")
         return message
 
     def start(self) -> None:
