@@ -161,7 +161,7 @@ def parse_request(
     if not specs:
         raise ServingError(f"Failed to get input map for signature: {name}")
     inputs, row_format = parse_inputs(request, specs, limits)
-    return Parsed(name, inputs, _batch_size(inputs, row_format), row_format)
+    return Parsed(name, inputs, _batch_size(inputs), row_format)
 
 
 def parse_inputs(
@@ -578,7 +578,7 @@ def _pil_size(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def _batch_size(inputs: dict[str, np.ndarray], row_format: bool) -> int:
+def _batch_size(inputs: dict[str, np.ndarray]) -> int:
     """Examples in the request: the row count, or the largest 0-th dimension (columnar inputs
     may differ there, as TF Serving allows)."""
     sizes = [array.shape[0] for array in inputs.values() if array.ndim]
