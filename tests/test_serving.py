@@ -13,6 +13,7 @@ import base64
 import concurrent.futures
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -252,6 +253,13 @@ ERRORS = [
         "Only one",
     ),
     ("empty instances", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "No values"),
+    (  # TF Serving parses the body before it looks the model up
+        "malformed json to an unknown model",
+        "/v1/models/nope:predict",
+        b'{"instances": [1, ',
+        400,
+        "JSON Parse error",
+    ),
     (
         "unknown model",
         "/v1/models/nope:predict",
@@ -443,6 +451,20 @@ def test_metadata_prints_empty_defaults(http):
     signatures = _ok(http.get(f"/v1/models/{MODEL}/metadata"))["metadata"]["signature_def"]
     for signature in signatures["signature_def"].values():
         assert signature["defaults"] == {}
+
+
+def test_one_structured_debug_line_per_request(http, images, caplog):
+    with caplog.at_level(logging.DEBUG, logger="kimnet.serving"):
+        _ok(http.post(f"/v1/models/{COPY}:predict", json={"instances": images[:1].tolist()}))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    record = json.loads(lines[-1].removeprefix("request "))
+    assert record["method"] == "POST" and record["path"] == f"/v1/models/{COPY}:predict"
+    assert (record["model"], record["version"], record["signature"]) == (
+        COPY,
+        "1",
+        "serving_default",
+    )
+    assert record["code"] == 200 and record["ms"] > 0
 
 
 def test_prometheus_metrics(http, images):
