@@ -5,10 +5,14 @@ predict requests (a 28x28x1 uint8 image in the row format) from 1, 8 and 32
 concurrent clients with server-side batching on and off, and prints a markdown
 table of requests/s, p50 and p99 latency. Then, with batching on, it runs a load
 of thousands of mixed requests (row, columnar and b64 PNG), which must end with
-zero failed requests and the server still answering.
+zero failed requests and the server still answering. Two more phases (issue 11):
+``large``: two ~31 MiB bodies kept in flight beside 8 small-request clients, the
+small requests' p50/p99 against the same clients alone; ``soak``: at least 20,000
+mixed requests with the server's RSS (process and parse workers) sampled each second.
 
     python benchmarks/bench_serve.py                      # builds a small model to serve
     python benchmarks/bench_serve.py --model_dir savedmodels --model fmnist-mobilenetv2
+    python benchmarks/bench_serve.py --phases large,soak   # only the two new phases
 
 Every loop is bounded by a request count and a time limit. Exit status 1 when a
 request failed or the server died.
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import io
 import os
 import signal
@@ -31,6 +36,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import psutil
 
 HOST = "127.0.0.1"
 
@@ -105,6 +111,19 @@ class Server:
         except httpx.HTTPError:
             return False
 
+    def rss_mib(self) -> float:
+        """RSS of the server and its parse workers, MiB."""
+        try:
+            root = psutil.Process(self.process.pid)
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return float("nan")
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total / 2**20
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -163,6 +182,95 @@ async def _run_load(
     }
 
 
+def _big_body(mib: float) -> bytes:
+    """A valid predict body of about ``mib`` MiB: one uint8 image of 3 channels, 2600 wide."""
+    rows = int(mib * 2**20 / (2600 * 8))
+    row = b"[" + b",".join([b"[0,0,0]"] * 2600) + b"]"
+    return b'{"instances": [[' + b",".join([row] * rows) + b"]]}"
+
+
+async def _large_beside_small(
+    url: str, big: bytes, big_clients: int, small: list[dict], args: argparse.Namespace
+) -> tuple[dict, int]:
+    """Small-request load while ``big_clients`` senders keep large bodies in flight."""
+    done = asyncio.Event()
+    sent = 0
+
+    async def big_sender() -> None:
+        nonlocal sent
+        async with httpx.AsyncClient(timeout=600) as session:
+            for _ in range(args.big_max_requests):  # bounded even if the small load stalls
+                if done.is_set():
+                    return
+                await session.post(url, content=big)
+                sent += 1
+
+    senders = [asyncio.create_task(big_sender()) for _ in range(big_clients)]
+    await asyncio.sleep(2.0)  # let the large bodies arrive and start parsing
+    stats = await _run_load(url, small, args.small_clients, args.small_requests, args.seconds * 3)
+    done.set()
+    await asyncio.wait_for(asyncio.gather(*senders, return_exceptions=True), timeout=600)
+    return stats, sent
+
+
+async def _soak(url: str, bodies: list[dict], server: Server, args: argparse.Namespace) -> tuple:
+    """The mixed load for ``soak_requests`` requests, RSS sampled every second."""
+    curve: list[tuple[float, float]] = []
+    started = time.monotonic()
+
+    async def sample() -> None:
+        while True:
+            curve.append((time.monotonic() - started, server.rss_mib()))
+            await asyncio.sleep(1.0)
+
+    sampler = asyncio.create_task(sample())
+    try:
+        stats = await _run_load(
+            url, bodies, args.load_clients, args.soak_requests, args.soak_seconds
+        )
+    finally:
+        sampler.cancel()
+    curve.append((time.monotonic() - started, server.rss_mib()))
+    return stats, curve
+
+
+def _print_curve(curve: list[tuple[float, float]], points: int = 12) -> None:
+    step = max(1, len(curve) // points)
+    samples = curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])
+    print("RSS curve (s, MiB): " + ", ".join(f"{t:.0f}s {m:.0f}" for t, m in samples))
+
+
+def _run_new_phases(
+    server: Server, url: str, rows: list[dict], mixed: list[dict], args: argparse.Namespace
+) -> int:
+    """The ``large`` and ``soak`` phases; the number of failed requests."""
+    failed = 0
+    if "large" in args.phases:
+        alone = asyncio.run(_run_load(url, rows, args.small_clients, args.small_requests, 60))
+        big = _big_body(args.big_mb)
+        beside, sent = asyncio.run(_large_beside_small(url, big, 2, rows, args))
+        print(
+            f"\nSmall requests ({args.small_clients} clients, batch 1): alone p50 "
+            f"{alone['p50']:.1f} ms, p99 {alone['p99']:.1f} ms; beside two {len(big) / 2**20:.1f} "
+            f"MiB bodies in flight ({sent} sent): p50 {beside['p50']:.1f} ms, p99 "
+            f"{beside['p99']:.1f} ms ({beside['p99'] / alone['p99']:.1f}x); "
+            f"{alone['failed'] + beside['failed']} failed.",
+            flush=True,
+        )
+        failed += alone["failed"] + beside["failed"]
+    if "soak" in args.phases:
+        stats, curve = asyncio.run(_soak(url, mixed, server, args))
+        print(
+            f"\nSoak: {stats['requests']} mixed requests from {args.load_clients} clients in "
+            f"{stats['seconds']:.0f} s, {stats['failed']} failed, {stats['rps']:.1f} req/s, "
+            f"p50 {stats['p50']:.1f} ms, p99 {stats['p99']:.1f} ms.",
+            flush=True,
+        )
+        _print_curve(curve)
+        failed += stats["failed"]
+    return failed
+
+
 def _png(image: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -185,6 +293,15 @@ def main() -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--batch_timeout_ms", type=float, default=5)
     parser.add_argument("--startup_seconds", type=float, default=600)
+    parser.add_argument(
+        "--phases", default="batching,large,soak", help="Any of batching, large, soak."
+    )
+    parser.add_argument("--big_mb", type=float, default=31, help="Size of each large body.")
+    parser.add_argument("--big_max_requests", type=int, default=20, help="Per large sender.")
+    parser.add_argument("--small_clients", type=int, default=8)
+    parser.add_argument("--small_requests", type=int, default=400)
+    parser.add_argument("--soak_requests", type=int, default=20000)
+    parser.add_argument("--soak_seconds", type=float, default=1200, help="Soak time limit.")
     args = parser.parse_args()
     counts = [int(c) for c in args.concurrency.split(",") if c.strip()]
 
@@ -214,13 +331,20 @@ def main() -> int:
         results: list[tuple[str, int, dict]] = []
         load: dict | None = None
         alive = True
-        for batching in (True, False):
+        extra_failed = 0
+        modes = (True, False) if "batching" in args.phases else (True,)
+        for batching in modes:
             label = "on" if batching else "off"
             log = tmp / f"server-{label}.log"
             server = Server(model_dir, batching, args, log)
             try:
                 server.wait_ready(model, args.startup_seconds)
                 url = server.url + url_path
+                if batching and {"large", "soak"} & set(args.phases.split(",")):
+                    extra_failed += _run_new_phases(server, url, rows, mixed, args)
+                if "batching" not in args.phases:
+                    alive = alive and server.alive(model)
+                    continue
                 for clients in counts:
                     # Warm-up: traces and compiles the batch sizes this load produces.
                     asyncio.run(_run_load(url, rows, clients, 10**6, args.warmup_seconds))
@@ -258,7 +382,7 @@ def main() -> int:
             f"| {label} | {clients} | {s['requests']} | {s['failed']} | {s['rps']:.1f} | "
             f"{s['p50']:.1f} | {s['p99']:.1f} |"
         )
-    failed = sum(s["failed"] for _, _, s in results)
+    failed = sum(s["failed"] for _, _, s in results) + extra_failed
     if load is not None:
         print()
         print(

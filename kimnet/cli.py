@@ -25,6 +25,7 @@ from pathlib import Path
 
 def _add_serve(subparsers: argparse._SubParsersAction) -> None:
     from kimnet.serving.app import DEFAULT_HOST, DEFAULT_MAX_BODY_BYTES, DEFAULT_PORT
+    from kimnet.serving.rest import Limits
 
     parser = subparsers.add_parser(
         "serve",
@@ -80,13 +81,43 @@ def _add_serve(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_BODY_BYTES / 2**20,
         help="Larger request bodies get HTTP 413 (MiB, default %(default)s).",
     )
-    parser.add_argument("--log_level", default="info", help="uvicorn log level.")
+    limits = Limits()
+    parser.add_argument(
+        "--max_instances",
+        type=int,
+        default=limits.max_instances,
+        help="Most examples in one request; more get HTTP 400 (default %(default)s).",
+    )
+    parser.add_argument(
+        "--max_image_pixels",
+        type=int,
+        default=limits.max_image_pixels,
+        help="Most pixels (height x width) per image, read from the image header before "
+        "decoding, and per uint8 image tensor; more get HTTP 400 (default %(default)s).",
+    )
+    parser.add_argument(
+        "--max_json_depth",
+        type=int,
+        default=limits.max_json_depth,
+        help="Deepest nesting of JSON arrays/objects; deeper gets HTTP 400 (default %(default)s).",
+    )
+    parser.add_argument(
+        "--parse_workers",
+        type=int,
+        default=2,
+        help="Processes that parse bodies over 64 KiB, so large requests never stall others "
+        "(0: parse in a thread; default %(default)s).",
+    )
+    parser.add_argument(
+        "--log_level", default="info", help="uvicorn log level (debug: one line per request)."
+    )
     parser.add_argument("--access_log", action="store_true", help="Log every request.")
     parser.set_defaults(func=_serve)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from kimnet.serving.app import ServerConfig, serve
+    from kimnet.serving.rest import Limits
 
     model_dir = Path(args.model_dir)
     if not model_dir.is_dir():
@@ -97,6 +128,10 @@ def _serve(args: argparse.Namespace) -> int:
         ("--batch_timeout_ms", args.batch_timeout_ms, 0),
         ("--num_versions", args.num_versions, 0),
         ("--poll_interval_s", args.poll_interval_s, 0),
+        ("--max_instances", args.max_instances, 1),
+        ("--max_image_pixels", args.max_image_pixels, 1),
+        ("--max_json_depth", args.max_json_depth, 2),
+        ("--parse_workers", args.parse_workers, 0),
     ]:
         if value < low:
             print(f"error: {flag} must be >= {low}, got {value}.", file=sys.stderr)
@@ -106,7 +141,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     # TensorFlow's C++ warnings about bad client inputs would flood the log; errors stay.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s:%(name)s: %(message)s")
+    level = logging.DEBUG if args.log_level == "debug" else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s:%(name)s: %(message)s")
     config = ServerConfig(
         model_dir=model_dir,
         model_name=args.model_name,
@@ -117,6 +153,12 @@ def _serve(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 2**20),
         poll_interval_s=args.poll_interval_s,
         num_versions=args.num_versions,
+        limits=Limits(
+            max_instances=args.max_instances,
+            max_image_pixels=args.max_image_pixels,
+            max_json_depth=args.max_json_depth,
+        ),
+        parse_workers=args.parse_workers,
     )
     serve(
         config,

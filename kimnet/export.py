@@ -43,11 +43,12 @@ _VERSION = re.compile(r"^\d+$")
 
 
 def versions(model_dir: str | os.PathLike) -> list[int]:
-    """Integer versions exported under ``model_dir``, ascending (complete ones only)."""
-    path = Path(model_dir)
-    if not path.is_dir():
-        return []
-    return sorted(int(p.name) for p in path.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    """Integer-named version folders under ``model_dir``, ascending, complete or still being
+    written, so a new export never takes a number in use. The server's scan is the same one
+    (:func:`kimnet.serving.models.version_dirs`), which serves only complete versions."""
+    from kimnet.serving.models import version_dirs
+
+    return list(version_dirs(model_dir, complete=False))
 
 
 def _to_model_channels(images: tf.Tensor, channels: int) -> tf.Tensor:

@@ -1,5 +1,5 @@
 """The model server against real exported models: TF Serving's REST API, errors, hot reload,
-batching, the client and ``kimnet predict``.
+batching, metrics, the client, ``kimnet predict`` and the page at ``GET /`` in headless chromium.
 
 One Fashion-MNIST classifier is trained briefly and exported once per session; a
 copy of it is served as a second model. The server runs on a free loopback port
@@ -13,6 +13,7 @@ import base64
 import concurrent.futures
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -251,7 +252,14 @@ ERRORS = [
         400,
         "Only one",
     ),
-    ("empty instances", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "non-empty"),
+    ("empty instances", f"/v1/models/{MODEL}:predict", {"instances": []}, 400, "No values"),
+    (  # TF Serving parses the body before it looks the model up
+        "malformed json to an unknown model",
+        "/v1/models/nope:predict",
+        b'{"instances": [1, ',
+        400,
+        "JSON Parse error",
+    ),
     (
         "unknown model",
         "/v1/models/nope:predict",
@@ -271,23 +279,29 @@ ERRORS = [
         f"/v1/models/{MODEL}/versions/x:predict",
         {"instances": [_IMAGE]},
         400,
-        "integer",
+        "Malformed request",
     ),
     (
         "unknown signature",
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "nope", "instances": [_IMAGE]},
-        404,
-        "nope",
+        400,
+        'Serving signature name: "nope" not found in signature def',
     ),
-    ("wrong rank", f"/v1/models/{MODEL}:predict", {"instances": [[1, 2, 3]]}, 400, "rank"),
-    ("float for uint8", f"/v1/models/{MODEL}:predict", {"instances": [[[[0.5]]]]}, 400, "integers"),
+    ("wrong rank", f"/v1/models/{MODEL}:predict", {"instances": [[1, 2, 3]]}, 400, "[-1,-1,-1,-1]"),
+    (
+        "float for uint8",
+        f"/v1/models/{MODEL}:predict",
+        {"instances": [[[[0.5]]]]},
+        400,
+        "JSON Value: 0.5 Type: Number is not of expected type: uint8",
+    ),
     (
         "string for uint8",
         f"/v1/models/{MODEL}:predict",
         {"instances": [[[["a"]]]]},
         400,
-        "DT_UINT8",
+        'JSON Value: "a" Type: String is not of expected type: uint8',
     ),
     ("out of range", f"/v1/models/{MODEL}:predict", {"instances": [[[[256]]]]}, 400, "[0, 255]"),
     (
@@ -295,14 +309,15 @@ ERRORS = [
         f"/v1/models/{MODEL}:predict",
         {"instances": [[[[1], [2]]], [[[1]]]]},
         400,
-        "ragged",
+        "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: Expecting "
+        "tensor size: 2 but got: 1",
     ),
     (
         "b64 for uint8",
         f"/v1/models/{MODEL}:predict",
         {"instances": [{"b64": "AAAA"}]},
         400,
-        "DT_STRING",
+        "Type: Object is not of expected type: uint8",
     ),
     ("two channels", f"/v1/models/{MODEL}:predict", {"instances": [[[[1, 2]]]]}, 400, "depth"),
     (
@@ -317,18 +332,59 @@ ERRORS = [
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "serving_bytes", "instances": [{"b64": "@@@"}]},
         400,
-        "base64",
+        "Unable to base64 decode",
     ),
     (
         "number for string",
         f"/v1/models/{MODEL}:predict",
         {"signature_name": "serving_bytes", "instances": [3]},
         400,
-        "DT_STRING",
+        "JSON Value: 3 Type: Number is not of expected type: string",
     ),
     ("classify", f"/v1/models/{MODEL}:classify", {"examples": []}, 400, "predict"),
-    ("unknown verb", f"/v1/models/{MODEL}:explode", {"instances": [_IMAGE]}, 404, "Malformed"),
-    ("no verb", f"/v1/models/{MODEL}", {"instances": [_IMAGE]}, 404, "Malformed"),
+    (
+        "integer of 5000 digits",
+        f"/v1/models/{MODEL}:predict",
+        b'{"instances": [' + b"7" * 5000 + b"]}",
+        400,
+        "JSON Parse error",
+    ),
+    (
+        "version over int64",
+        f"/v1/models/{MODEL}/versions/{2**63}:predict",
+        {"instances": [_IMAGE]},
+        400,
+        f"Failed to convert version: {2**63} to numeric.",
+    ),
+    (
+        "version 0_1",
+        f"/v1/models/{MODEL}/versions/0_1:predict",
+        {"instances": [_IMAGE]},
+        400,
+        "Malformed request",
+    ),
+    (
+        "version with spaces",
+        f"/v1/models/{MODEL}/versions/%201%20:predict",
+        {"instances": [_IMAGE]},
+        400,
+        "Malformed request",
+    ),
+    (
+        "metadata by POST",
+        f"/v1/models/{MODEL}/metadata",
+        {"instances": [_IMAGE]},
+        400,
+        f"Malformed request: POST /v1/models/{MODEL}/metadata",
+    ),
+    (
+        "unknown verb",
+        f"/v1/models/{MODEL}:explode",
+        {"instances": [_IMAGE]},
+        400,
+        f"Malformed request: POST /v1/models/{MODEL}:explode",
+    ),
+    ("no verb", f"/v1/models/{MODEL}", {"instances": [_IMAGE]}, 400, "Malformed request"),
 ]
 
 
@@ -356,13 +412,84 @@ def test_errors_as_tf_serving_returns_them(http, url, body, status, fragment):
         ("/v1/models/nope/metadata", 404, "nope"),
         (f"/v1/models/{MODEL}/versions/9", 404, "version 9"),
         (f"/v1/models/{MODEL}/versions/9/metadata", 404, "Specific"),
-        ("/v2/anything", 404, "Malformed"),
+        ("/v2/anything", 404, "Not found"),
+        ("/v1/foo", 400, "Malformed request: GET /v1/foo"),
+        (f"/v1/models/{MODEL}:predict", 400, "Malformed request"),
+        (f"/v1/models/{MODEL}/versions/{2**64}", 400, "Failed to convert version"),
+        ("/v1/models/versions/1", 400, "Missing model name in request."),
     ],
 )
 def test_get_errors(http, url, status, fragment):
     response = http.get(url)
     assert response.status_code == status
     assert fragment.lower() in response.json()["error"].lower()
+
+
+def test_other_methods_are_malformed_requests(http):
+    for method in ("PUT", "DELETE", "PATCH"):
+        response = http.request(method, f"/v1/models/{MODEL}")
+        assert response.status_code == 400
+        assert response.json() == {"error": f"Malformed request: {method} /v1/models/{MODEL}"}
+
+
+def test_floats_are_written_as_tf_serving_writes_them(http, images):
+    text = _ok_text(http.post(f"/v1/models/{MODEL}:predict", json={"inputs": images[:2].tolist()}))
+    scores = text.split('"top5_scores":')[1]
+    # float32 values with at most nine significant digits, never a double's seventeen.
+    numbers = scores.replace("[", " ").replace("]", " ").replace(",", " ").split("}")[0].split()
+    assert numbers and all(
+        len(n.replace(".", "").replace("-", "").lstrip("0")) <= 9 for n in numbers
+    )
+
+
+def _ok_text(response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+def test_metadata_prints_empty_defaults(http):
+    signatures = _ok(http.get(f"/v1/models/{MODEL}/metadata"))["metadata"]["signature_def"]
+    for signature in signatures["signature_def"].values():
+        assert signature["defaults"] == {}
+
+
+def test_one_structured_debug_line_per_request(http, images, caplog):
+    with caplog.at_level(logging.DEBUG, logger="kimnet.serving"):
+        _ok(http.post(f"/v1/models/{COPY}:predict", json={"instances": images[:1].tolist()}))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("request ")]
+    record = json.loads(lines[-1].removeprefix("request "))
+    assert record["method"] == "POST" and record["path"] == f"/v1/models/{COPY}:predict"
+    assert (record["model"], record["version"], record["signature"]) == (
+        COPY,
+        "1",
+        "serving_default",
+    )
+    assert record["code"] == 200 and record["ms"] > 0
+
+
+def test_prometheus_metrics(http, images):
+    _ok(http.post(f"/v1/models/{COPY}:predict", json={"instances": images[:2].tolist()}))
+    http.post(f"/v1/models/{COPY}:predict", json={"instances": [[1]]})
+    response = http.get("/monitoring/prometheus/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    lines = response.text.splitlines()
+
+    def value(prefix: str) -> float:
+        (line,) = [line for line in lines if line.startswith(prefix + " ")]
+        return float(line.split()[-1])
+
+    labels = f'model="{COPY}",version="1",signature="serving_default",api="predict"'
+    assert value(f'kimnet_requests_total{{{labels},code="200"}}') >= 1
+    assert (
+        value(
+            f'kimnet_requests_total{{model="{COPY}",version="1",signature="",api="predict",code="400"}}'
+        )
+        >= 1
+    )
+    assert value(f'kimnet_request_latency_seconds_count{{model="{COPY}",api="predict"}}') >= 2
+    assert value('kimnet_batch_size_bucket{le="+Inf"}') >= 1
+    assert value("kimnet_resident_memory_bytes") > 0
 
 
 def test_oversized_body_is_refused_and_server_keeps_serving(http, reference, images):
@@ -534,9 +661,12 @@ def test_new_version_is_served_without_restart_and_half_written_ones_never(
     assert http.get(f"/v1/models/{MODEL}/versions/2").status_code == 404
     os.rename(model_dir / ".2-incomplete-abc", model_dir / "2")
 
-    def version_two_loaded():
+    def version_two_loaded():  # it is LOADING first, as in TF Serving
         status = http.get(f"/v1/models/{MODEL}").json()["model_version_status"]
-        return [s["version"] for s in status] == ["2", "1"]
+        return [(s["version"], s["state"]) for s in status] == [
+            ("2", "AVAILABLE"),
+            ("1", "AVAILABLE"),
+        ]
 
     _wait_for(version_two_loaded)
     time.sleep(1.0)  # several more polls: the incomplete ones must still be ignored
@@ -625,12 +755,20 @@ def test_kimnet_serve_flags(tmp_path, capsys):
     assert cli.main(["serve", "--model_dir", str(tmp_path / "missing")]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert cli.main(["serve", "--model_dir", str(tmp_path), "--batch_size", "0"]) == 2
+    args = parser.parse_args(["serve", "--max_instances", "8", "--max_image_pixels", "100"])
+    assert (args.max_instances, args.max_image_pixels, args.max_json_depth) == (8, 100, 32)
+    assert args.parse_workers == 2
+    for flag in ("--max_instances", "--max_image_pixels", "--max_json_depth"):
+        assert cli.main(["serve", "--model_dir", str(tmp_path), flag, "0"]) == 2
+        assert flag in capsys.readouterr().err
 
 
 def test_json_error_bodies_are_json(http):
     response = http.post(f"/v1/models/{MODEL}:predict", content=b"\xff\xfe")
     assert response.status_code == 400
     assert json.loads(response.text)["error"].startswith("JSON Parse error")
+    response = http.post(f"/v1/models/{MODEL}:predict", content=b"")
+    assert response.json() == {"error": "JSON Parse error: The document is empty"}
 
 
 @pytest.mark.slow
@@ -653,3 +791,70 @@ def test_a_version_written_by_export_is_served_without_restart(trained, http, re
     )
     body = _ok(http.post(f"/v1/models/{COPY}:predict", json={"instances": images[:2].tolist()}))
     _assert_matches(body["predictions"], reference.predict(images[:2]))  # the same weights
+
+
+# The page at GET / ----------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+try:
+    import selenium  # noqa: F401
+
+    SELENIUM = True
+except ImportError:
+    SELENIUM = False
+
+needs_browser = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER and SELENIUM),
+    reason="needs a headless browser: apt-get install chromium chromium-driver, "
+    "pip install selenium (kimnet[dev])",
+)
+
+
+@pytest.fixture
+def browser():
+    """Debian's chromium, headless, driven by selenium through chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@needs_browser
+def test_page_classifies_an_uploaded_image(browser, server, reference, images, tmp_path):
+    """The page at GET / in headless chromium: it lists the served models, takes an uploaded
+    Fashion-MNIST test image and shows the model's top-5, equal to the SavedModel's own."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.select import Select
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    image = tmp_path / "test-image.png"
+    image.write_bytes(_png(images[3]))
+    expected = reference.predict_bytes([image.read_bytes()])
+
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 60)
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
+    select = Select(browser.find_element(By.ID, "model"))
+    labels = [option.text for option in select.options]
+    assert f"{COPY}, version 1" in labels
+    select.select_by_visible_text(f"{COPY}, version 1")
+    browser.find_element(By.ID, "file").send_keys(str(image))
+    wait.until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") != "busy")
+    assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", (
+        browser.find_element(By.ID, "error").text
+    )
+    rows = browser.find_elements(By.CSS_SELECTOR, "#top5 li")
+    names = [row.get_attribute("data-name") for row in rows]
+    scores = [float(row.get_attribute("data-score")) for row in rows]
+    assert names == [n.decode() if isinstance(n, bytes) else n for n in expected["top5_names"][0]]
+    np.testing.assert_allclose(scores, expected["top5_scores"][0], atol=1e-5)
+    assert all(row.is_displayed() for row in rows)  # rendered, not only in the DOM
+    assert browser.find_element(By.ID, "preview").get_attribute("src").startswith("blob:")

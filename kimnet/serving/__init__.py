@@ -12,8 +12,28 @@ Modules: :mod:`~kimnet.serving.models` (discovery, loading, hot reload),
 :mod:`~kimnet.serving.client` (a standard-library client).
 """
 
-from kimnet.serving.app import BackgroundServer, ServerConfig, create_app, serve
-from kimnet.serving.models import ModelRepository, ServingError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Loaded on first use, so that kimnet.export can use the version scan of
+# kimnet.serving.models without the serve extra (FastAPI, orjson) installed.
+_EXPORTS = {
+    "BackgroundServer": "kimnet.serving.app",
+    "ServerConfig": "kimnet.serving.app",
+    "create_app": "kimnet.serving.app",
+    "serve": "kimnet.serving.app",
+    "ModelRepository": "kimnet.serving.models",
+    "ServingError": "kimnet.serving.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'kimnet.serving' has no attribute '{name}'")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
 
 __all__ = [
     "BackgroundServer",

@@ -1,13 +1,18 @@
 """The FastAPI application: TF Serving's REST API v1 over a :class:`ModelRepository`.
 
-Endpoints (as TF Serving's):
+Endpoints (as TF Serving's, routed by its own regular expressions):
   ``GET  /v1/models/<name>[/versions/<v>]``            version status
   ``GET  /v1/models/<name>[/versions/<v>]/metadata``   signature definitions
   ``POST /v1/models/<name>[/versions/<v>]:predict``    row (``instances``) or columnar
                                                       (``inputs``) predict
-Plus ``GET /v1/models`` (not in TF Serving): the names of the loaded models.
-Errors are ``{"error": "..."}`` with 400 (bad request), 404 (unknown model, version,
-signature or route), 413 (body over the limit) or 500.
+  ``GET  /monitoring/prometheus/metrics``              Prometheus metrics
+Other ``/v1/`` URLs get 400 "Malformed request", as from TF Serving. kimnet adds
+``GET /v1/models`` (the loaded models' names) and ``GET /`` (a page to try a model).
+Errors are ``{"error": "..."}`` with TF Serving's status codes and wording.
+
+Large bodies are parsed in worker processes (:class:`ParsePool`), so parsing
+never holds the event loop or the interpreter lock that status calls and small
+predicts need.
 """
 
 from __future__ import annotations
@@ -15,33 +20,48 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import logging
+import multiprocessing
 import os
 import re
 import threading
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
+import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
-from kimnet.serving import rest
+from kimnet.serving import page, rest
 from kimnet.serving.batching import Batcher, batch_key
-from kimnet.serving.models import LoadedVersion, ModelRepository, ServingError
+from kimnet.serving.memory import release_memory, trim
+from kimnet.serving.metrics import Metrics
+from kimnet.serving.models import LoadedVersion, ModelRepository, ServingError, TensorSpec
 
 log = logging.getLogger("kimnet.serving")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+METRICS_PATH = "/monitoring/prometheus/metrics"
 # Idle keep-alive connections close after this (uvicorn's 5 s default makes busy clients race
 # the close and see dropped connections when they reuse one just as it times out).
 KEEP_ALIVE_S = 75
-# Bodies larger than this are parsed in a worker thread so the event loop stays responsive.
-_PARSE_INLINE_BYTES = 64 * 1024
+# TF Serving's routes (http_rest_api_util.cc), matched whole, ignoring case, ASCII digits.
+_FLAGS = re.IGNORECASE | re.ASCII
+_API = re.compile(r"/v1/.*", _FLAGS | re.DOTALL)
+_PREDICT = re.compile(
+    r"/v1/models/([^/:]+)(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?:(classify|regress|predict)",
+    _FLAGS,
+)
+_STATUS = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:(?:/versions/(\d+))|(?:/labels/([^/:]+)))?(?:/(metadata))?",
+    _FLAGS,
+)
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass
@@ -58,6 +78,9 @@ class ServerConfig:
         max_body_bytes: Larger request bodies are refused with 413.
         poll_interval_s: Seconds between rescans of ``model_dir`` for new versions.
         num_versions: Newest versions kept loaded per model (0: all).
+        limits: Images per request, pixels per image, JSON depth (400 beyond).
+        parse_workers: Processes that parse large bodies (0: parse in a thread).
+        parse_inline_bytes: Bodies up to this size are parsed in the event loop (fast).
     """
 
     model_dir: str | os.PathLike = "savedmodels"
@@ -69,18 +92,89 @@ class ServerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_interval_s: float = 2.0
     num_versions: int = 1
+    limits: rest.Limits = field(default_factory=rest.Limits)
+    parse_workers: int = 2
+    parse_inline_bytes: int = 64 * 1024
 
 
-def _json(body: dict, status: int = 200) -> Response:
-    return Response(
-        content=json.dumps(body, allow_nan=True, separators=(",", ":")),
-        status_code=status,
-        media_type="application/json",
-    )
+# Parsing off the event loop ----------------------------------------------------------------------
 
 
-def _error(message: str, status: int) -> Response:
-    return _json({"error": message}, status)
+def _parse_in_worker(
+    body: bytes, signatures: Mapping[str, Mapping[str, TensorSpec]] | None, limits: rest.Limits
+) -> rest.Parsed | None:
+    """Runs in a parse process: the request's tensors (None: only the envelope was checked)."""
+    try:
+        return _parse_inline(body, signatures, limits)
+    finally:
+        del body
+        release_memory()  # a 30 MiB body leaves ~1 GB of freed Python objects behind
+
+
+class ParsePool:
+    """Parses request bodies: small ones inline, large ones in ``workers`` processes
+    (restarted if one dies), or in a thread when ``workers`` is 0."""
+
+    def __init__(self, workers: int, inline_bytes: int, limits: rest.Limits):
+        self.workers = workers
+        self.inline_bytes = inline_bytes
+        self.limits = limits
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.workers > 0:
+            self._pool = self._new_pool()
+            # Start every worker now, not on the first large request.
+            futures = [self._pool.submit(os.getpid) for _ in range(self.workers)]
+            concurrent.futures.wait(futures, timeout=120)
+
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        # spawn: forking a process that runs TensorFlow threads is unsafe.
+        context = multiprocessing.get_context("spawn")
+        return concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context)
+
+    async def parse(
+        self, body: bytes, signatures: Mapping[str, Mapping[str, TensorSpec]] | None
+    ) -> rest.Parsed | None:
+        if len(body) <= self.inline_bytes:
+            return _parse_inline(body, signatures, self.limits)
+        if self._pool is None:
+            return await asyncio.to_thread(_parse_inline, body, signatures, self.limits)
+        pool = self._pool
+        try:
+            future = pool.submit(_parse_in_worker, body, signatures, self.limits)
+            return await asyncio.wrap_future(future)
+        except BrokenProcessPool:  # a worker died (killed for memory?): replace the pool
+            with self._lock:
+                if self._pool is pool:
+                    log.error("A parse worker died; starting new ones.")
+                    self._pool = self._new_pool()
+            raise ServingError("Internal error: the request parser failed; retry.", 500) from None
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+
+def _parse_inline(
+    body: bytes, signatures: Mapping[str, Mapping[str, TensorSpec]] | None, limits: rest.Limits
+) -> rest.Parsed | None:
+    """The request's tensors; with no signatures (unknown model), only the JSON envelope is
+    checked, since TF Serving reports JSON errors before a missing model."""
+    if signatures is None:
+        rest.signature_name(rest.parse_json(body, limits))
+        return None
+    return rest.parse_request(body, signatures, limits)
+
+
+# Responses and model runs ---------------------------------------------------------------------
+
+
+def _json(body: dict | bytes, status: int = 200) -> Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(content=content, status_code=status, media_type="application/json")
 
 
 def _tf_error_message(error: Exception) -> str:
@@ -112,6 +206,8 @@ def _run_signature(version: LoadedVersion, signature_name: str):
             return signature(inputs)
         except (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError) as error:
             raise ServingError(_tf_error_message(error), status=400) from None
+        except tf.errors.ResourceExhaustedError as error:
+            raise ServingError(_tf_error_message(error), status=429) from None
         except tf.errors.OpError as error:
             raise ServingError(_tf_error_message(error), status=500) from None
 
@@ -121,14 +217,55 @@ def _run_signature(version: LoadedVersion, signature_name: str):
 async def _read_body(request: Request, limit: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
-        raise ServingError(f"Request body of {length} bytes exceeds the limit of {limit}.", 413)
+        raise ServingError(
+            f"Request body of {length} bytes exceeds the limit of {limit} (--max_body_mb).", 413
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise ServingError(f"Request body exceeds the limit of {limit} bytes.", 413)
+            raise ServingError(
+                f"Request body exceeds the limit of {limit} bytes (--max_body_mb).", 413
+            )
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+@dataclass
+class _Route:
+    """A parsed ``/v1/`` URL (ParseModelInfo)."""
+
+    method: str
+    name: str
+    version: int | None
+    label: str | None
+    verb: str  # "predict", "classify", "regress", "metadata", "status"
+
+
+def parse_route(method: str, raw_path: str) -> _Route:
+    """TF Serving's URL parsing; anything else under ``/v1/`` is 400 "Malformed request"."""
+    malformed = ServingError(f"Malformed request: {method} {raw_path}")
+    if method == "POST":
+        match = _PREDICT.fullmatch(raw_path)
+        verb = match.group(4) if match else ""
+        if verb not in ("predict", "classify", "regress"):  # only lowercase ones dispatch
+            raise malformed
+    elif method == "GET":
+        match = _STATUS.fullmatch(raw_path)
+        if not match:
+            raise malformed
+        verb = "metadata" if match.group(4) == "metadata" else "status"
+    else:
+        raise malformed
+    name = urllib.parse.unquote(match.group(1) or "")
+    version = None
+    if match.group(2):
+        number = int(match.group(2))
+        if number > _INT64_MAX:
+            raise ServingError(f"Failed to convert version: {match.group(2)} to numeric.")
+        version = number
+    label = urllib.parse.unquote(match.group(3)) if match.group(3) else None
+    return _Route(method, name, version, label, verb)
 
 
 def create_app(config: ServerConfig, repository: ModelRepository | None = None) -> FastAPI:
@@ -140,6 +277,9 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
             num_versions=config.num_versions,
             poll_interval_s=config.poll_interval_s,
         )
+    metrics = Metrics()
+    repository.on_load_failure = metrics.load_failure
+    parser = ParsePool(config.parse_workers, config.parse_inline_bytes, config.limits)
     threads = config.num_batch_threads or os.cpu_count() or 1
 
     @contextlib.asynccontextmanager
@@ -150,13 +290,15 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
             enabled=config.enable_batching,
             max_batch_size=config.max_batch_size,
             batch_timeout_ms=config.batch_timeout_ms,
+            on_batch=metrics.batch,
         )
-        await asyncio.to_thread(repository.start)
+        await asyncio.gather(asyncio.to_thread(repository.start), asyncio.to_thread(parser.start))
         log.info("Serving models %s from '%s'.", repository.names(), repository.base_dir)
         try:
             yield
         finally:
             repository.stop()
+            parser.stop()
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -169,96 +311,95 @@ def create_app(config: ServerConfig, repository: ModelRepository | None = None) 
     )
     app.state.repository = repository
     app.state.config = config
+    app.state.metrics = metrics
+    app.state.parser = parser
 
-    @app.exception_handler(ServingError)
-    async def serving_error(_request: Request, error: ServingError) -> Response:
-        return _error(error.message, error.status)
+    @app.get("/")
+    async def index() -> Response:
+        return HTMLResponse(page.HTML)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
-        message = error.detail if error.status_code != 404 else "Malformed request"
-        return _error(f"{message}: {request.method} {request.url.path}", error.status_code)
+    @app.get(METRICS_PATH)
+    async def prometheus() -> Response:
+        return PlainTextResponse(metrics.render())
 
-    @app.get("/v1/models")
-    async def list_models() -> Response:
-        return _json({"models": repository.names()})
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
-    @app.get("/v1/models/{name}")
-    async def model_status(name: str) -> Response:
-        return _json(repository.status_json(name))
-
-    @app.get("/v1/models/{name}/versions/{version}")
-    async def version_status(name: str, version: str) -> Response:
-        return _json(repository.status_json(name, version))
-
-    @app.get("/v1/models/{name}/metadata")
-    async def model_metadata(name: str) -> Response:
-        return _json(repository.get(name).metadata_json())
-
-    @app.get("/v1/models/{name}/versions/{version}/metadata")
-    async def version_metadata(name: str, version: str) -> Response:
-        return _json(repository.get(name, version).metadata_json())
-
-    @app.post("/v1/models/{name_and_verb}")
-    async def model_verb(name_and_verb: str, request: Request) -> Response:
-        name, verb = _split_verb(name_and_verb, request)
-        return await _predict(request, name, None, verb)
-
-    @app.post("/v1/models/{name}/versions/{version_and_verb}")
-    async def version_verb(name: str, version_and_verb: str, request: Request) -> Response:
-        version, verb = _split_verb(version_and_verb, request)
-        return await _predict(request, name, version, verb)
-
-    async def _predict(request: Request, name: str, version: str | None, verb: str) -> Response:
+    @app.api_route("/{path:path}", methods=methods)
+    async def api(request: Request) -> Response:
+        started = time.perf_counter()
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        info = {"model": "", "version": "", "signature": "", "api": "other"}
         try:
-            return await _predict_unchecked(request, name, version, verb)
-        except ServingError:
-            raise
-        except Exception as error:  # anything unexpected: report it, keep serving
-            log.exception("Predict request failed.")
-            raise ServingError(f"Internal error: {type(error).__name__}: {error}", 500) from None
+            response = await _dispatch(request, raw_path, info)
+        except ServingError as error:
+            response = _json({"error": error.message}, error.status)
+        except Exception as error:  # a bug, not the client's mistake: report it, keep serving
+            log.exception("Request %s %s failed.", request.method, raw_path)
+            response = _json({"error": f"Internal error: {type(error).__name__}"}, 500)
+        seconds = time.perf_counter() - started
+        if info["api"] != "other":
+            metrics.request(**info, code=response.status_code, seconds=seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            record = {"method": request.method, "path": raw_path, **info}
+            record.update(code=response.status_code, ms=round(seconds * 1000, 2))
+            log.debug("request %s", orjson.dumps(record).decode())
+        return response
 
-    async def _predict_unchecked(
-        request: Request, name: str, version: str | None, verb: str
-    ) -> Response:
-        if verb in ("classify", "regress"):
+    async def _dispatch(request: Request, raw_path: str, info: dict) -> Response:
+        if not _API.fullmatch(raw_path):
+            return _json({"error": f"Not found: {request.method} {raw_path}"}, 404)
+        if request.method == "OPTIONS":  # CORS preflight, as TF Serving answers it
+            if re.search(r"https?://", request.headers.get("origin", "")):
+                return Response(status_code=200)
+            raise ServingError("Origin header is missing in CORS preflight")
+        route = parse_route(request.method, raw_path)
+        info.update(model=route.name, api=route.verb)
+        if route.label is not None:
             raise ServingError(
-                f"The {verb} API isn't supported; kimnet's SavedModels use the predict API "
-                f"(POST /v1/models/{name}:predict).",
-                400,
+                f"Version labels are not supported by kimnet (got '{route.label}'); "
+                f"use /versions/<number>."
             )
-        if verb != "predict":
-            raise ServingError(f"Malformed request: POST {request.url.path}", 404)
+        if route.verb == "status":
+            if not route.name:
+                if route.version is None:  # kimnet's addition: list the models
+                    return _json({"models": repository.names()})
+                raise ServingError("Missing model name in request.")
+            return _json(repository.status_json(route.name, route.version))
+        if route.verb == "metadata":
+            if not route.name:
+                raise ServingError("Missing model name in request.")
+            return _json(repository.get(route.name, route.version).metadata_json())
+        if route.verb != "predict":
+            raise ServingError(
+                f"The {route.verb} API isn't supported; kimnet's SavedModels use the predict "
+                f"API (POST /v1/models/{route.name}:predict)."
+            )
+        return await _predict(request, route, info)
+
+    async def _predict(request: Request, route: _Route, info: dict) -> Response:
         body = await _read_body(request, config.max_body_bytes)
-        servable = repository.get(name, version)  # 404 before parsing, as TF Serving
-        if len(body) > _PARSE_INLINE_BYTES:
-            parsed = await asyncio.to_thread(_parse, body, servable)
-        else:
-            parsed = _parse(body, servable)
-        signature_name, inputs, rows, row_format = parsed
-        runner = _run_signature(servable, signature_name)
-        key = batch_key((servable.name, servable.version, id(servable)), signature_name, inputs)
-        outputs = await app.state.batcher.run(key, runner, inputs, rows)
-        return _json(rest.format_outputs(outputs, row_format))
+        try:
+            servable = repository.get(route.name, route.version)
+        except ServingError:
+            # TF Serving parses the JSON before looking the model up: its errors come first.
+            await parser.parse(body, None)
+            raise
+        info["version"] = str(servable.version)
+        signatures = {key: sig.inputs for key, sig in servable.signatures.items()}
+        parsed = await parser.parse(body, signatures)
+        info["signature"] = parsed.signature_name
+        runner = _run_signature(servable, parsed.signature_name)
+        key = batch_key(
+            (servable.name, servable.version, id(servable)), parsed.signature_name, parsed.inputs
+        )
+        outputs = await app.state.batcher.run(key, runner, parsed.inputs, parsed.rows)
+        content = rest.format_outputs(outputs, parsed.row_format)
+        if len(body) > config.parse_inline_bytes:
+            del body, parsed
+            await asyncio.to_thread(trim)  # hand the body's pages back to the OS
+        return _json(content)
 
     return app
-
-
-def _parse(body: bytes, servable: LoadedVersion) -> tuple:
-    request = rest.parse_json(body)
-    signature_name = rest.signature_name(request)
-    signature = servable.signature(signature_name)
-    inputs, rows, row_format = rest.parse_inputs(request, signature)
-    return signature_name, inputs, rows, row_format
-
-
-def _split_verb(value: str, request: Request) -> tuple[str, str]:
-    head, sep, verb = value.rpartition(":")
-    if not sep or not head:
-        raise ServingError(
-            f"Malformed request: POST {request.url.path} (expected .../<model>:predict)", 404
-        )
-    return head, verb
 
 
 class BackgroundServer:

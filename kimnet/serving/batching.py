@@ -57,6 +57,7 @@ class Batcher:
         enabled: False runs every request on its own (still off the event loop).
         max_batch_size: Most examples in one batch.
         batch_timeout_ms: Longest a request waits for others to join its batch.
+        on_batch: Called with the number of examples of every model run (metrics).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Batcher:
         enabled: bool = True,
         max_batch_size: int = 32,
         batch_timeout_ms: float = 5.0,
+        on_batch: Callable[[int], None] | None = None,
     ):
         if max_batch_size < 1:
             raise InputError(f"max_batch_size must be at least 1, got {max_batch_size}.")
@@ -78,13 +80,19 @@ class Batcher:
         self._queues: dict[tuple, _Queue] = {}
         self.batches_run = 0  # statistics, for tests and logs
         self.examples_run = 0
+        self.on_batch = on_batch
+
+    def _count(self, rows: int) -> None:
+        self.batches_run += 1
+        self.examples_run += rows
+        if self.on_batch is not None:
+            self.on_batch(rows)
 
     async def run(self, key: tuple, runner: Runner, inputs: Inputs, rows: int) -> Outputs:
         """The outputs of ``runner(inputs)`` (``rows`` examples), possibly run in a batch."""
         loop = asyncio.get_running_loop()
         if not self.enabled or rows >= self.max_batch_size:
-            self.batches_run += 1
-            self.examples_run += rows
+            self._count(rows)
             return await loop.run_in_executor(self.executor, runner, inputs)
         queue = self._queues.get(key)
         if queue is not None and queue.rows + rows > self.max_batch_size:
@@ -109,8 +117,7 @@ class Batcher:
             queue.timer.cancel()
         items = [item for item in queue.items if not item.future.done()]  # skip cancelled
         if items:
-            self.batches_run += 1
-            self.examples_run += sum(item.rows for item in items)
+            self._count(sum(item.rows for item in items))
             task = asyncio.ensure_future(self._execute(queue.runner, items))
             task.add_done_callback(_log_unexpected)
 

@@ -5,9 +5,12 @@ base whose name does not start with ``.`` is a model; every integer-named
 directory inside it that holds ``saved_model.pb`` is a version. Anything else (a
 hidden ``.3-incomplete-xyz`` staging folder, an integer folder still without
 ``saved_model.pb``) is never loaded. A :class:`ModelRepository` rescans the base
-periodically: a new version is loaded in the background and becomes the model's
-default once loaded; versions beyond the newest ``num_versions`` are unloaded,
-as TF Serving's default "latest" version policy does.
+periodically and serves, per model, the newest ``num_versions`` versions that load
+(TF Serving's "latest" policy, availability-preserving as its default one is): a
+new version is loaded and answers a warm-up request in the background before it
+replaces the serving one; a version that fails to load or warm up is reported in
+the status (with paths relative to the base directory) and retried when its folder
+changes, while the version it was meant to replace keeps serving.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from kimnet.errors import InputError
+from kimnet.serving.memory import release_memory
 
 log = logging.getLogger("kimnet.serving")
 
@@ -35,21 +40,29 @@ class ServingError(Exception):
     """An error reported to the client as ``{"error": message}`` with ``status``."""
 
     def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
+        super().__init__(message, status)
         self.message = message
         self.status = status
 
+    def __str__(self) -> str:
+        return self.message
 
-def version_dirs(model_dir: str | os.PathLike) -> dict[int, Path]:
-    """``{version: folder}`` of the complete versions of ``model_dir``: integer-named folders
-    (``12`` or ``0012``) that hold ``saved_model.pb``."""
+
+def version_dirs(model_dir: str | os.PathLike, *, complete: bool = True) -> dict[int, Path]:
+    """``{version: folder}`` of the integer-named folders (``12`` or ``0012``) of ``model_dir``.
+
+    The one version scan of kimnet: the server takes the complete ones (holding
+    ``saved_model.pb``), the exporter all of them (``complete=False``) to pick a free number.
+    """
     try:
         entries = sorted(Path(model_dir).iterdir())
     except OSError:
         return {}
     found: dict[int, Path] = {}
     for entry in entries:
-        if _VERSION.match(entry.name) and (entry / "saved_model.pb").is_file():
+        if not _VERSION.match(entry.name) or not entry.is_dir():
+            continue
+        if not complete or (entry / "saved_model.pb").is_file():
             found.setdefault(int(entry.name), entry)
     return dict(sorted(found.items()))
 
@@ -96,7 +109,7 @@ class TensorSpec:
     """One input or output of a signature, as the SignatureDef records it."""
 
     name: str
-    dtype: Any  # tf.DType
+    dtype: str  # TensorFlow's name: "uint8", "float32", "string", ...
     shape: tuple[int | None, ...] | None  # None: unknown rank
 
 
@@ -113,7 +126,8 @@ class Signature:
         import tensorflow as tf
 
         tensors = {
-            key: tf.constant(value, dtype=self.inputs[key].dtype) for key, value in inputs.items()
+            key: tf.constant(value, dtype=tf.dtypes.as_dtype(self.inputs[key].dtype))
+            for key, value in inputs.items()
         }
         result = self.function(**tensors)
         return {key: value.numpy() for key, value in result.items()}
@@ -125,7 +139,7 @@ def _tensor_spec(info: Any) -> TensorSpec:
     shape = None
     if not info.tensor_shape.unknown_rank:
         shape = tuple(d.size if d.size >= 0 else None for d in info.tensor_shape.dim)
-    return TensorSpec(name=info.name, dtype=tf.dtypes.as_dtype(info.dtype), shape=shape)
+    return TensorSpec(name=info.name, dtype=tf.dtypes.as_dtype(info.dtype).name, shape=shape)
 
 
 def _signature_json(signature_def: Any) -> dict:
@@ -145,6 +159,7 @@ def _signature_json(signature_def: Any) -> dict:
         "inputs": {key: tensor(value) for key, value in sorted(signature_def.inputs.items())},
         "outputs": {key: tensor(value) for key, value in sorted(signature_def.outputs.items())},
         "method_name": signature_def.method_name,
+        "defaults": {},  # SignatureDef's map field, which TF Serving prints even when empty
     }
 
 
@@ -194,9 +209,15 @@ class LoadedVersion:
 
     def signature(self, signature_name: str | None) -> Signature:
         key = signature_name or "serving_default"
-        if key not in self.signatures:
-            raise ServingError(f'Serving signature key "{key}" not found.', status=404)
+        if key not in self.signatures:  # TF Serving's GetInfoMap: InvalidArgument, 400
+            raise ServingError(f'Serving signature name: "{key}" not found in signature def')
         return self.signatures[key]
+
+    def warm_up(self) -> None:
+        """Runs every signature once on a tiny input, so a version that loads but cannot
+        run (half-copied variables, a broken graph) never replaces a serving one."""
+        for signature in self.signatures.values():
+            signature({key: _warm_up_input(spec) for key, spec in signature.inputs.items()})
 
     def metadata_json(self) -> dict:
         """The body of ``GET /v1/models/<name>[/versions/<v>]/metadata``."""
@@ -204,6 +225,26 @@ class LoadedVersion:
             "model_spec": {"name": self.name, "signature_name": "", "version": str(self.version)},
             "metadata": {"signature_def": {"signature_def": self.signature_defs_json}},
         }
+
+
+def _warm_up_input(spec: TensorSpec) -> np.ndarray:
+    """One example for ``spec``: unknown dimensions 1, strings a 1x1 PNG."""
+    if spec.shape is None:
+        raise InputError(f"Input '{spec.name}' has an unknown rank; cannot warm it up.")
+    shape = tuple(1 if d is None else d for d in spec.shape)
+    if spec.dtype == "string":
+        return np.full(shape, _tiny_png(), dtype=object)
+    return np.zeros(shape, dtype=spec.dtype)
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 @dataclass
@@ -218,6 +259,7 @@ class _Model:
     directory: Path
     loaded: dict[int, LoadedVersion] = field(default_factory=dict)
     failed: dict[int, _Failure] = field(default_factory=dict)
+    loading: int | None = None
 
 
 class ModelRepository:
@@ -254,6 +296,9 @@ class ModelRepository:
         self._scan_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Called with (model, version) when a version fails to load (the server's metrics).
+        self.on_load_failure: Callable[[str, int], None] | None = None
+        self._unloaded = False  # since the last scan: memory to give back
 
     # Discovery ---------------------------------------------------------------------------------
 
@@ -266,8 +311,8 @@ class ModelRepository:
             return {}
         return {e.name: e for e in entries if e.is_dir() and not e.name.startswith(".")}
 
-    def _wanted(self, versions: list[int]) -> list[int]:
-        return versions if self.num_versions == 0 else versions[-self.num_versions :]
+    def _target(self, available: int) -> int:
+        return available if self.num_versions == 0 else min(self.num_versions, available)
 
     def scan(self) -> None:
         """Loads new versions and unloads removed or superseded ones (one pass)."""
@@ -276,56 +321,86 @@ class ModelRepository:
             for name, directory in sorted(model_dirs.items()):
                 self._scan_model(name, directory)
             with self._lock:
-                for name in [n for n in self._models if n not in model_dirs]:
+                removed = [n for n in self._models if n not in model_dirs]
+                for name in removed:
                     log.info("Model '%s' removed; unloading it.", name)
                     del self._models[name]
+            if removed or self._unloaded:
+                # A full collection holds the GIL for a while: only after an unload.
+                self._unloaded = False
+                release_memory()
 
     def _scan_model(self, name: str, directory: Path) -> None:
+        """Serves the newest ``num_versions`` versions that load and warm up; a loaded
+        version is retired only once its replacements serve (availability preserving)."""
         with self._lock:
-            model = self._models.get(name)
-        if model is None:
-            model = _Model(name=name, directory=directory)
+            model = self._models.get(name) or _Model(name=name, directory=directory)
         on_disk = version_dirs(directory)
-        wanted = self._wanted(list(on_disk))
-        for version in sorted(wanted, reverse=True):  # newest first: it becomes the default
-            if version in model.loaded:
-                continue
-            version_dir = on_disk[version]
-            fingerprint = _fingerprint(version_dir)
-            failure = model.failed.get(version)
-            if failure is not None and failure.fingerprint == fingerprint:
-                continue  # failed before and unchanged since: don't retry every poll
-            started = time.monotonic()
-            try:
-                loaded = LoadedVersion.load(name, version, version_dir)
-            except Exception as error:  # a broken version must not stop the server
-                message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:500]
-                log.error("Failed to load %s version %d: %s", name, version, message)
-                with self._lock:  # copy on write: readers copy these dicts under the lock
-                    model.failed = {**model.failed, version: _Failure(fingerprint, message)}
-                    self._models[name] = model
-                continue
-            log.info(
-                "Loaded model '%s' version %d from %s in %.1f s.",
-                name,
-                version,
-                version_dir,
-                time.monotonic() - started,
-            )
-            with self._lock:
-                model.loaded = {**model.loaded, version: loaded}
-                model.failed = {v: f for v, f in model.failed.items() if v != version}
-                self._models[name] = model
+        serving: list[int] = []
+        for version in sorted(on_disk, reverse=True):  # newest first: it becomes the default
+            if len(serving) >= self._target(len(on_disk)):
+                break
+            if version in model.loaded or self._load(model, version, on_disk[version]):
+                serving.append(version)
         with self._lock:
-            gone = [v for v in model.loaded if v not in wanted]
+            gone = [v for v in model.loaded if v not in serving]
             if gone:
                 log.info("Unloading model '%s' versions %s.", name, gone)
-                model.loaded = {v: m for v, m in model.loaded.items() if v in wanted}
-            model.failed = {v: f for v, f in model.failed.items() if v in wanted}
+                self._unloaded = True
+                model.loaded = {v: m for v, m in model.loaded.items() if v in serving}
+            model.failed = {v: f for v, f in model.failed.items() if v in on_disk}
             if model.loaded or model.failed:
                 self._models[name] = model
             else:
                 self._models.pop(name, None)
+
+    def _load(self, model: _Model, version: int, version_dir: Path) -> bool:
+        """Loads and warms up one version; a failure is recorded, never raised."""
+        fingerprint = _fingerprint(version_dir)
+        failure = model.failed.get(version)
+        if failure is not None and failure.fingerprint == fingerprint:
+            return False  # failed before and unchanged since: don't retry every poll
+        started = time.monotonic()
+        with self._lock:
+            model.loading = version
+            self._models[model.name] = model
+        try:
+            loaded = LoadedVersion.load(model.name, version, version_dir)
+            loaded.warm_up()
+        except Exception as error:  # a broken version must not stop the server
+            message = self._relative(f"{type(error).__name__}: {error}".strip())
+            message = message.splitlines()[0][:500]
+            log.error("Failed to load %s version %d: %s", model.name, version, message)
+            if self.on_load_failure is not None:
+                self.on_load_failure(model.name, version)
+            with self._lock:  # copy on write: readers copy these dicts under the lock
+                model.failed = {**model.failed, version: _Failure(fingerprint, message)}
+                model.loading = None
+            return False
+        log.info(
+            "Loaded model '%s' version %d from %s in %.1f s.",
+            model.name,
+            version,
+            self._relative(str(version_dir)),
+            time.monotonic() - started,
+        )
+        with self._lock:
+            model.loaded = {**model.loaded, version: loaded}
+            model.failed = {v: f for v, f in model.failed.items() if v != version}
+            model.loading = None
+        return True
+
+    def _relative(self, message: str) -> str:
+        """``message`` with the base directory's absolute path removed (status is public)."""
+        spellings = {
+            str(self.base_dir.resolve()),
+            str(self.base_dir.absolute()),
+            str(self.base_dir),
+        }
+        for base in sorted(spellings, key=len, reverse=True):  # longest first: no partial match
+            if len(base) > 1:
+                message = message.replace(base + os.sep, "").replace(base, ".")
+        return message
 
     def start(self) -> None:
         """Scans once (synchronously), then keeps polling in a daemon thread."""
@@ -356,7 +431,7 @@ class ModelRepository:
         with self._lock:
             return sorted(n for n, m in self._models.items() if m.loaded)
 
-    def get(self, name: str, version: int | str | None = None) -> LoadedVersion:
+    def get(self, name: str, version: int | None = None) -> LoadedVersion:
         """The requested version (default: the newest loaded one) or a 404 ``ServingError``."""
         with self._lock:
             model = self._models.get(name)
@@ -365,51 +440,36 @@ class ModelRepository:
             if not loaded:
                 raise ServingError(f"Servable not found for request: Latest({name})", status=404)
             return loaded[max(loaded)]
-        try:
-            number = int(version)
-        except (TypeError, ValueError):
-            raise ServingError(
-                f"Version must be an integer, got '{version}'.", status=400
-            ) from None
-        if number not in loaded:
+        if version not in loaded:
             raise ServingError(
                 f"Servable not found for request: Specific({name}, {version})", status=404
             )
-        return loaded[number]
+        return loaded[version]
 
-    def status_json(self, name: str, version: int | str | None = None) -> dict:
+    def status_json(self, name: str, version: int | None = None) -> dict:
         """The body of ``GET /v1/models/<name>[/versions/<v>]`` (TF Serving's format)."""
         with self._lock:
             model = self._models.get(name)
             loaded = dict(model.loaded) if model else {}
             failed = dict(model.failed) if model else {}
-        entries = {
-            v: {
-                "version": str(v),
-                "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
-            }
-            for v in loaded
-        }
+            loading = model.loading if model else None
+        entries = {v: _status_entry(v, "AVAILABLE") for v in loaded}
         for v, failure in failed.items():
-            entries.setdefault(
-                v,
-                {
-                    "version": str(v),
-                    "state": "END",
-                    "status": {"error_code": "UNKNOWN", "error_message": failure.message},
-                },
-            )
+            entries.setdefault(v, _status_entry(v, "END", "UNKNOWN", failure.message))
+        if loading is not None:
+            entries.setdefault(loading, _status_entry(loading, "LOADING"))
         if version is not None:
-            try:
-                number = int(version)
-            except (TypeError, ValueError):
-                raise ServingError(
-                    f"Version must be an integer, got '{version}'.", status=400
-                ) from None
-            if number not in entries:
+            if version not in entries:
                 raise ServingError(f"Could not find version {version} of model {name}", status=404)
-            entries = {number: entries[number]}
+            entries = {version: entries[version]}
         elif not entries:
             raise ServingError(f"Could not find any versions of model {name}", status=404)
         return {"model_version_status": [entries[v] for v in sorted(entries, reverse=True)]}
+
+
+def _status_entry(version: int, state: str, code: str = "OK", message: str = "") -> dict:
+    return {
+        "version": str(version),
+        "state": state,
+        "status": {"error_code": code, "error_message": message},
+    }
