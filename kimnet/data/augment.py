@@ -25,6 +25,7 @@ class Op:
     help: str
     default: float
     build: Callable[[float, int, int], keras.layers.Layer]
+    valid: tuple[float, float] = (0.0, 1.0)  # inclusive range of the strength
 
 
 def _pad_then_crop(pad: float, size: int, seed: int) -> keras.layers.Layer:
@@ -41,8 +42,6 @@ def _pad_then_crop(pad: float, size: int, seed: int) -> keras.layers.Layer:
 def _noise(stddev: float, size: int, seed: int) -> keras.layers.Layer:
     # KerasCV has no Gaussian noise layer; Keras' GaussianNoise adds it only in training
     # and takes its std on a [0, 1] scale, hence the rescaling around it.
-    if stddev > 1:
-        raise InputError(f"noise={stddev:g}: the std is a fraction of the pixel range, 0 to 1.")
     return keras.Sequential(
         [
             keras.layers.Rescaling(1 / 255),
@@ -69,7 +68,7 @@ OPS: dict[str, Op] = {
         0,
         lambda _, size, seed: keras_cv.layers.RandomFlip("vertical", seed=seed),
     ),
-    "crop": Op("zero-pad by N pixels, then random crop back to size", 4, _pad_then_crop),
+    "crop": Op("zero-pad by N pixels, then random crop back to size", 4, _pad_then_crop, (0, 256)),
     "resized_crop": Op(
         "random-resized crop keeping at least this share of the area (aspect 3/4-4/3)",
         0.35,
@@ -86,6 +85,7 @@ OPS: dict[str, Op] = {
         lambda degrees, size, seed: keras_cv.layers.RandomRotation(
             degrees / 360, fill_mode="constant", seed=seed
         ),
+        (0, 180),
     ),
     "zoom": Op(
         "random scaling: zoom in or out by up to this fraction",
@@ -93,6 +93,7 @@ OPS: dict[str, Op] = {
         lambda factor, size, seed: keras_cv.layers.RandomZoom(
             (-factor, factor), fill_mode="constant", seed=seed
         ),
+        (0, 0.9),
     ),
     "translate": Op(
         "random translation by up to this fraction of the size, zero padding",
@@ -129,8 +130,12 @@ def parse(spec: str) -> list[tuple[str, float]]:
             raise InputError(
                 f"Augmentation '{item}': strength '{value}' is not a number."
             ) from None
-        if strength < 0:
-            raise InputError(f"Augmentation '{item}': strength must not be negative.")
+        low, high = OPS[name].valid
+        if not low <= strength <= high:
+            raise InputError(
+                f"Augmentation '{item}': the strength of {name} must be between {low:g} and "
+                f"{high:g} ({OPS[name].help})."
+            )
         ops.append((name, strength))
     return ops
 
@@ -171,4 +176,7 @@ def build(spec: str, image_size: int, seed: int | None = None) -> Augmenter | No
 
 def describe() -> str:
     """One line per op: name, default strength and meaning."""
-    return "\n".join(f"{name}={op.default:g}: {op.help}" for name, op in OPS.items())
+    return "\n".join(
+        f"{name}={op.default:g} ({op.valid[0]:g}..{op.valid[1]:g}): {op.help}"
+        for name, op in OPS.items()
+    )

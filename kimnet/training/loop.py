@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import shutil
 import signal
 import time
@@ -25,7 +26,7 @@ import ml_collections
 import tensorflow as tf
 
 from kimnet import console, data, experiment, export, fileio, models
-from kimnet.errors import InputError, TrainingDiverged, TrainingStopped
+from kimnet.errors import InputError, TrainingDiverged, TrainingStopped, format_bytes
 from kimnet.training import callbacks as cb
 from kimnet.training import state
 from kimnet.training.optim import learning_rate_schedule, make_optimizer
@@ -101,6 +102,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
         strategy = make_strategy(config.runtime.strategy)
         with strategy.scope():
             model, loaded = build_model(config, splits.info)
+        check_batch_size(config, model, splits.info)
         phases = finetune.phases(config, model)
         batches = make_batches(config, splits, model)
         with state.run_lock(run_dir), state.stop_requests() as stop:
@@ -234,6 +236,44 @@ def load_data(config: ml_collections.ConfigDict, splits: data.Splits | None) -> 
         validation_examples=d.validation_examples,
         test_examples=d.test_examples,
     )
+
+
+# Training keeps each layer's output for the backward pass, plus its gradient and
+# workspace: about three float32 copies of every activation per image.
+ACTIVATION_COPIES = 3
+MEMORY_SHARE = 0.8
+
+
+def training_bytes(model: keras.Model, batch_size: int) -> int:
+    """An estimate of the memory one training step of ``batch_size`` images needs."""
+    per_image = sum(
+        math.prod(int(d) for d in tensor.shape[1:] if d is not None)
+        for layer in model.layers
+        for tensor in keras.tree.flatten(layer.output)
+    )
+    weights = 4 * model.count_params() * 4  # weights, gradients and two optimizer slots
+    return ACTIVATION_COPIES * 4 * per_image * batch_size + weights
+
+
+def check_batch_size(
+    config: ml_collections.ConfigDict, model: keras.Model, info: data.DatasetInfo
+) -> None:
+    """Refuses a batch larger than the training split or than memory can hold."""
+    batch, images = config.data.batch_size, info.num_examples["train"]
+    if batch > images:
+        raise InputError(
+            f"config.data.batch_size={batch} is larger than the {images} training images; "
+            f"use at most {images}."
+        )
+    need = training_bytes(model, batch)
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > MEMORY_SHARE * memory:
+        fits = max(1, int(batch * MEMORY_SHARE * memory / need))
+        raise InputError(
+            f"config.data.batch_size={batch} needs about {format_bytes(need)} for "
+            f"{config.model.name} at {config.data.image_size} px, more than this machine's "
+            f"{format_bytes(memory)} of memory allows; use at most about {fits}."
+        )
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
