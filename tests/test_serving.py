@@ -36,24 +36,20 @@ TOL = 1e-5
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory):
     """A Fashion-MNIST classifier trained for a few steps and exported as version 1."""
-    from kimnet.training import TrainConfig, train
+    from kimnet import experiment
+    from kimnet.training import train
 
     tmp = tmp_path_factory.mktemp("serving")
     base = tmp / "saved"
-    result = train(
-        TrainConfig(
-            epochs=1,
-            quick=True,
-            steps_per_epoch=10,
-            workdir=str(tmp / "runs"),
-            export_dir=str(base),
-            run_name=MODEL,
-            image_size=32,
-            batch_size=32,
-            model_args={"alpha": 0.35},
-            bn_recalibration_batches=2,
-        )
-    )
+    config = {
+        "model": {"args": "alpha=0.35"},
+        "data": {"image_size": 32, "batch_size": 32},
+        "schedule": {"epochs": 1, "steps_per_epoch": 10},
+        "evaluate": {"bn_recalibration_batches": 2, "max_batches": 5},
+        "runtime": {"workdir": str(tmp / "runs"), "run_name": MODEL},
+        "export": {"dir": str(base)},
+    }
+    result = train(experiment.validate(config))
     assert result.export_dir == base / MODEL / "1"
     # A second model: a copy, put in place the way export does (hidden folder, then rename).
     staging = base / COPY / ".1-incomplete-copy"
