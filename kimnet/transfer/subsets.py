@@ -15,9 +15,8 @@ import numpy as np
 import tensorflow as tf
 
 from kimnet.data import Splits
+from kimnet.data.splits import SPLITS
 from kimnet.errors import InputError
-
-SPLITS = ("train", "validation", "test")
 
 
 def parse_classes(text: str | None) -> list[int] | None:
