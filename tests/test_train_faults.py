@@ -187,3 +187,50 @@ def test_a_batch_that_cannot_fit_is_refused_before_training(tmp_path, fmnist, ch
     with pytest.raises(InputError, match=message):
         train(config, splits=fmnist)
     assert not (tmp_path / "runs" / "run").exists()
+
+
+def _layer_arrays(path: Path) -> dict[str, np.ndarray]:
+    arrays = {}
+    with h5py.File(path) as saved:
+        saved["layers"].visititems(
+            lambda name, item: (
+                arrays.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+@pytest.mark.slow  # two TensorFlow processes training together
+def test_two_workers_train_one_model_and_the_chief_exports_it(tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "kimnet.commands.multiworker",
+        "--workers=2",
+        "--",
+        *_command(tmp_path)[2:],
+        "--config.schedule.epochs=2",
+        "--config.schedule.steps_per_epoch=3",
+        "--config.evaluate.max_batches=2",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "[worker 0]" in result.stdout and "[worker 1]" in result.stdout
+    chief = tmp_path / "runs" / "r"
+    worker = tmp_path / "runs" / ".workers" / "r" / "worker-1"
+    assert (tmp_path / "saved" / "r" / "1" / "saved_model.pb").is_file()
+    assert sorted(p.name for p in (tmp_path / "saved" / "r").iterdir()) == ["1"]
+    assert not (worker / "savedmodels").exists()
+    ours, theirs = (_layer_arrays(d / "checkpoints" / state.LAST) for d in (chief, worker))
+    assert ours.keys() == theirs.keys() and ours
+    for name, value in ours.items():
+        np.testing.assert_array_equal(value, theirs[name], err_msg=name)
+    chief_metrics = json.loads((chief / "metrics.json").read_text())
+    assert chief_metrics == {
+        **json.loads((worker / "metrics.json").read_text()),
+        "export_dir": chief_metrics["export_dir"],
+        "wall_time_seconds": chief_metrics["wall_time_seconds"],
+        "train_images_per_second": chief_metrics["train_images_per_second"],
+        "steady_images_per_second": chief_metrics["steady_images_per_second"],
+        "first_step_seconds": chief_metrics["first_step_seconds"],
+    }
