@@ -183,7 +183,7 @@ def test_too_small_input_raises(name):
     ],
 )
 def test_dropout_rate_and_heads(name, default):
-    assert get(name).builder.__kwdefaults__["dropout_rate"] == pytest.approx(default)
+    assert get(name).build_function().__kwdefaults__["dropout_rate"] == pytest.approx(default)
     logits = get(name)(
         input_shape=(32, 32, 3), classes=7, classifier_activation=None, dropout_rate=0.35
     )

@@ -109,17 +109,7 @@ def build(
         min_size=min_size or spec.min_size,
     )
     features = body(img_input)
-    if args.include_top and top is not None:
-        x = top(features.x)
-    else:
-        x = classifier_head(
-            features.x,
-            include_top=args.include_top,
-            pooling=args.pooling,
-            classes=args.classes,
-            classifier_activation=args.classifier_activation,
-            dropout_rate=dropout_rate,
-        )
+    x = _head(features.x, args, top=top, dropout_rate=dropout_rate)
     outputs = [x, *features.extra_outputs] if features.extra_outputs else x
     model = StagedModel(
         model_inputs(img_input, args.input_tensor),
@@ -133,6 +123,26 @@ def build(
             reference_model, spec.reference, args, img_input, reference_args or {}
         )
     return weights_lib.load(model, args.weights, reference=reference)
+
+
+def _head(
+    x: keras.KerasTensor,
+    args: Arguments,
+    *,
+    top: Callable[[keras.KerasTensor], keras.KerasTensor] | None,
+    dropout_rate: float,
+) -> keras.KerasTensor:
+    """The family's own ``top`` when it has one and ``include_top``; else the shared head."""
+    if args.include_top and top is not None:
+        return top(x)
+    return classifier_head(
+        x,
+        include_top=args.include_top,
+        pooling=args.pooling,
+        classes=args.classes,
+        classifier_activation=args.classifier_activation,
+        dropout_rate=dropout_rate,
+    )
 
 
 def reference_model(

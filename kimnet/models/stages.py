@@ -33,7 +33,10 @@ _BY_LAYER_NAMES: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
 
 
 def _layer_names(model: keras.Model) -> tuple[str, ...]:
-    return tuple(layer.name for layer in model.layers)
+    # Without the input layers, which clone_model recreates under new names.
+    return tuple(
+        layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    )
 
 
 @keras.saving.register_keras_serializable(package="kimnet")
