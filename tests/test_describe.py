@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import pytest
 from keras import layers
 
 import kimnet.models.mobilenet  # noqa: F401  (registers "mobilenet")
-from kimnet.models import registry
+from kimnet.models import listing, registry
 from kimnet.models import zoo as describe_lib
-from kimnet.models.zoo import count_macs, describe, format_table, main
+from kimnet.models.__main__ import main
+from kimnet.models.zoo import count_macs, describe, format_table
 
 
 def test_count_macs_of_a_hand_built_model():
@@ -167,6 +169,42 @@ def test_main_prints_the_table(capsys):
     assert "Did you mean 'mobilenet'" in capsys.readouterr().err
 
 
+def test_listing_reads_the_table_without_keras():
+    # A fresh interpreter: the plain listing imports neither Keras nor TensorFlow, so it
+    # cannot build a model, and prints every registered name with its table count.
+    code = (
+        "import sys; from kimnet.models.__main__ import main; main([]); "
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules, 'imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "model", "family", "params", "trainable", "default", "px", "min", "px", "norm", "imagenet"
+    ]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines[2:]}
+    assert sorted(rows) == registry.names()
+    for name, row in rows.items():
+        spec = registry.get(name)
+        assert row[1:4] == [spec.family, f"{spec.params:,}", f"{spec.trainable_params:,}"]
+        assert row[4:] == [
+            str(spec.default_size),
+            str(spec.min_size),
+            spec.normalization,
+            "yes" if spec.imagenet else "no",
+        ]
+
+
+def test_main_lists_chosen_names_and_markdown(capsys):
+    assert main(["resnet50", "AlexNet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["resnet50", "alexnet"]
+    assert main(["--markdown", "vgg16"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    assert row.startswith("| `vgg16` | vgg | 224 | 32 | caffe | yes | 138,357,544 |")
+    assert "keras.applications.VGG16" in row
+
+
 @pytest.mark.slow
 def test_module_runs_from_the_command_line():
     # mobilenetv2 is registered by kimnet.models itself, so a fresh interpreter finds it.
@@ -180,3 +218,9 @@ def test_module_runs_from_the_command_line():
     assert lines[0].split()[0] == "model"
     assert lines[2].split()[0] == "mobilenetv2"
     assert describe_lib.__name__ == "kimnet.models.zoo"
+
+
+def test_docs_models_table_is_the_generated_one():
+    doc = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    table = listing.markdown(listing.rows())
+    assert table in doc, "docs/models.md is stale: paste `python -m kimnet.models --markdown`."

@@ -27,17 +27,9 @@ VGG_CONV_PARAMS = {
     "vgg16_bn": 14_723_136,
     "vgg19_bn": 20_035_392,
 }
-# Full models at 224 px, 1000 classes (vgg16/19 = Keras Applications; all = torchvision).
-VGG_FULL_PARAMS = {
-    "vgg11": 132_863_336,
-    "vgg13": 133_047_848,
-    "vgg16": 138_357_544,
-    "vgg19": 143_667_240,
-    "vgg11_bn": 132_868_840,
-    "vgg13_bn": 133_053_736,
-    "vgg16_bn": 138_365_992,
-    "vgg19_bn": 143_678_248,
-}
+# Full models at 224 px, 1000 classes (vgg16/19 = Keras Applications; all = torchvision):
+# the metadata table's trainable counts.
+VGG_FULL_PARAMS = {name: get(name).trainable_params for name in VGG_NAMES}
 
 
 def count(model: keras.Model) -> int:
@@ -168,7 +160,7 @@ def test_unknown_weights_path_raises(tmp_path):
 
 def test_alexnet_parameter_count_and_layout():
     model = get("alexnet")()
-    assert count(model) == 62_378_344
+    assert count(model) == get("alexnet").trainable_params
     assert model.input.shape[1:] == (227, 227, 3)
     assert model.get_layer("pool5").output.shape[1:] == (6, 6, 256)
     assert model.get_layer("fc1").kernel.shape == (9216, 4096)
@@ -358,7 +350,7 @@ def test_vgg_mixed_bfloat16(bfloat16_policy):
 @pytest.mark.parametrize(
     ("batch_norm", "aux_logits", "params"),
     [
-        (True, False, 6_624_904),
+        (True, False, get("googlenet").trainable_params),
         (True, True, 13_004_888),
         (False, False, 6_998_552),
         (False, True, 13_378_280),

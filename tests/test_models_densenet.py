@@ -18,9 +18,10 @@ KERAS_APPS = {
     "densenet169": "DenseNet169",
     "densenet201": "DenseNet201",
 }
-KERAS_TOTAL = {"densenet121": 8_062_504, "densenet169": 14_307_880, "densenet201": 20_242_984}
-# Keras Applications' trainable weights (total minus the BN moving statistics).
-TRAINABLE = {"densenet121": 7_978_856, "densenet169": 14_149_480, "densenet201": 20_013_928}
+# Keras Applications' counts, kept in the metadata table: total, and trainable (total
+# minus the BN moving statistics).
+KERAS_TOTAL = {name: registry.get(name).params for name in NAMES}
+TRAINABLE = {name: registry.get(name).trainable_params for name in NAMES}
 # The two padding layers Keras leaves unnamed (auto names depend on what was built before).
 PADS = {"conv1_pad", "pool1_pad"}
 

@@ -18,21 +18,11 @@ RESNETS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 SENETS = ["se_resnet50", "se_resnet101", "se_resnext50", "senet154"]
 KERAS_APPS = {"resnet50": "ResNet50", "resnet101": "ResNet101", "resnet152": "ResNet152"}
 
-# Keras Applications' total parameter counts (model.count_params()).
-KERAS_TOTAL = {"resnet50": 25_636_712, "resnet101": 44_707_176, "resnet152": 60_419_944}
-# Trainable parameters: torchvision (resnet18/34), Cadene's pretrainedmodels (SENet) and
-# Keras Applications' trainable weights (resnet50-152: total minus the BN moving statistics).
-TRAINABLE = {
-    "resnet18": 11_689_512,
-    "resnet34": 21_797_672,
-    "resnet50": 25_583_592,
-    "resnet101": 44_601_832,
-    "resnet152": 60_268_520,
-    "se_resnet50": 28_088_024,
-    "se_resnet101": 49_326_872,
-    "se_resnext50": 27_559_896,
-    "senet154": 115_088_984,
-}
+# The metadata table's counts. Keras Applications' totals (model.count_params()); trainable
+# parameters: torchvision (resnet18/34), Cadene's pretrainedmodels (SENet) and Keras
+# Applications' trainable weights (resnet50-152: total minus the BN moving statistics).
+KERAS_TOTAL = {name: registry.get(name).params for name in KERAS_APPS}
+TRAINABLE = {name: registry.get(name).trainable_params for name in RESNETS + SENETS}
 FAST_COUNTS = ["resnet18", "resnet34", "resnet50", "se_resnet50", "se_resnet101", "se_resnext50"]
 LARGE_COUNTS = ["resnet101", "resnet152", "senet154"]
 

@@ -13,6 +13,7 @@ the flatten + fully connected classifier of AlexNet and VGG.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +22,6 @@ from keras import layers, ops
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # Smallest input side with the 11x11 / stride-4 stem: 67 -> 15 -> pool 7 -> pool 3 -> pool 1.
 _MIN_SIZE = 67
@@ -103,8 +101,6 @@ def require_fixed_size(img_input: keras.KerasTensor, *, name: str, reason: str) 
 def flatten_head(
     x: keras.KerasTensor,
     *,
-    include_top: bool,
-    pooling: str | None,
     classes: int,
     classifier_activation: str | None,
     dropout_rate: float,
@@ -112,22 +108,11 @@ def flatten_head(
 ) -> keras.KerasTensor:
     """The AlexNet/VGG classifier: flatten, ``fc1``, ``fc2``, ``predictions``.
 
-    With ``include_top=True`` the feature map is flattened (so the model needs a
-    fixed input size) and passed through ReLU ``Dense`` layers ``fc1``, ``fc2``, ...,
-    each followed by dropout ``fc<i>_dropout`` when ``dropout_rate > 0``, then the
-    ``predictions`` layer, which computes in float32 under mixed precision;
-    ``pooling`` is ignored, as in Keras Applications. With ``include_top=False``
-    the feature map is returned as it is (``pooling=None``) or globally pooled
-    (``"avg"`` / ``"max"``).
+    The feature map is flattened (so the model needs a fixed input size) and passed
+    through ReLU ``Dense`` layers ``fc1``, ``fc2``, ..., each followed by dropout
+    ``fc<i>_dropout`` when ``dropout_rate > 0``, then the ``predictions`` layer, which
+    computes in float32 under mixed precision.
     """
-    if not include_top:
-        return common.classifier_head(
-            x,
-            include_top=False,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
     x = layers.Flatten(name="flatten")(x)
     for index, width in enumerate(units, start=1):
         x = layers.Dense(width, activation="relu", name=f"fc{index}")(x)
@@ -149,14 +134,25 @@ def _pool(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
     return layers.MaxPooling2D(3, strides=2, name=name)(x)
 
 
-@register(
-    "alexnet",
-    family="alexnet",
-    default_size=227,
-    min_size=_MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-)
+def _body(img_input: keras.KerasTensor, *, lrn: bool, small_input: bool) -> common.Features:
+    if small_input:
+        x = _conv(img_input, 96, 5, padding="same", name="conv1")
+    else:
+        x = _conv(img_input, 96, 11, strides=4, name="conv1")
+    if lrn:
+        x = LocalResponseNormalization(name="conv1_lrn")(x)
+    x = _pool(x, "pool1")
+    x = _conv(x, 256, 5, padding="same", name="conv2")
+    if lrn:
+        x = LocalResponseNormalization(name="conv2_lrn")(x)
+    x = _pool(x, "pool2")
+    x = _conv(x, 384, 3, padding="same", name="conv3")
+    x = _conv(x, 384, 3, padding="same", name="conv4")
+    x = _conv(x, 256, 3, padding="same", name="conv5")
+    x = _pool(x, "pool5")
+    return common.Features(x, [("stem", "pool1"), ("stage1", "pool2"), ("stage2", "pool5")])
+
+
 def AlexNet(
     include_top: bool = True,
     weights: str | None = None,
@@ -205,48 +201,26 @@ def AlexNet(
         A ``keras.Model`` with a stage map: ``stem`` (conv1 to pool1), ``stage1``
         (conv2 to pool2), ``stage2`` (conv3 to pool5), then the ``head``.
     """
-    common.check_arguments(
-        name="alexnet",
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=False,
-    )
-    img_input = common.resolve_input(
-        name="alexnet",
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=227,
-        min_size=_MIN_SIZE_SMALL if small_input else _MIN_SIZE,
-    )
-    if include_top:
-        require_fixed_size(img_input, name="alexnet", reason="with include_top=True (flatten head)")
 
-    if small_input:
-        x = _conv(img_input, 96, 5, padding="same", name="conv1")
-    else:
-        x = _conv(img_input, 96, 11, strides=4, name="conv1")
-    if lrn:
-        x = LocalResponseNormalization(name="conv1_lrn")(x)
-    x = _pool(x, "pool1")
-    x = _conv(x, 256, 5, padding="same", name="conv2")
-    if lrn:
-        x = LocalResponseNormalization(name="conv2_lrn")(x)
-    x = _pool(x, "pool2")
-    x = _conv(x, 384, 3, padding="same", name="conv3")
-    x = _conv(x, 384, 3, padding="same", name="conv4")
-    x = _conv(x, 256, 3, padding="same", name="conv5")
-    x = _pool(x, "pool5")
+    def body(img_input: keras.KerasTensor) -> common.Features:
+        if include_top:
+            require_fixed_size(
+                img_input, name="alexnet", reason="with include_top=True (flatten head)"
+            )
+        return _body(img_input, lrn=lrn, small_input=small_input)
 
-    x = flatten_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
+    return common.build(
+        "alexnet",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        body,
+        min_size=_MIN_SIZE_SMALL if small_input else None,
+        top=functools.partial(
+            flatten_head,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            dropout_rate=dropout_rate,
+        ),
+        name=name,
     )
-    model = keras.Model(common.model_inputs(img_input, input_tensor), x, name=name or "alexnet")
-    set_stages(model, [("stem", "pool1"), ("stage1", "pool2"), ("stage2", "pool5")])
-    return weights_lib.load(model, weights, reference=None)

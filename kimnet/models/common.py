@@ -1,22 +1,193 @@
-"""Pieces every builder shares: argument checks, the input, the classifier head.
+"""The one build path every family shares, and the pieces it is made of.
 
 Builders keep the Keras Applications contract: ``include_top, weights,
-input_tensor, input_shape, pooling, classes, classifier_activation``. The
-helpers here implement that contract once so each family file only describes
-its own blocks.
+input_tensor, input_shape, pooling, classes, classifier_activation``
+(:class:`Arguments`). :func:`build` implements it once, as Keras Applications'
+``ResNet(stack_fn, ...)`` does: check the arguments against the variant's row of
+the metadata table, resolve the input, run the family's body, add the classifier
+head, make the model, attach the stage map and load the weights. A family module
+only describes its own blocks (its ``body``).
+
+Every batch normalisation layer a builder creates comes from :func:`batch_norm`, so
+swapping in another implementation is a change to that one function.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
+from kimnet.models import registry
+from kimnet.models import weights as weights_lib
+from kimnet.models.stages import StagedModel, set_stages
 
 POOLINGS = (None, "avg", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arguments:
+    """The Keras Applications arguments every builder takes (see any builder's docstring)."""
+
+    include_top: bool = True
+    weights: str | None = None
+    input_tensor: Any = None
+    input_shape: Sequence[int | None] | None = None
+    pooling: str | None = None
+    classes: int = 1000
+    classifier_activation: str | None = "softmax"
+
+
+@dataclasses.dataclass
+class Features:
+    """What a family's body returns.
+
+    Attributes:
+        x: The last feature map (the classifier head goes on top of it).
+        stage_ends: ``[(stage name, its last tensor or the name of its last layer)]``.
+        extra_outputs: Outputs after the main one (e.g. auxiliary classifiers).
+        name: Default model name when the caller gives none (else the variant's name).
+    """
+
+    x: keras.KerasTensor
+    stage_ends: list[tuple[str, Any]]
+    extra_outputs: list[keras.KerasTensor] = dataclasses.field(default_factory=list)
+    name: str | None = None
+
+
+def build(
+    variant: str,
+    args: Arguments,
+    body: Callable[[keras.KerasTensor], Features],
+    *,
+    min_size: int | None = None,
+    top: Callable[[keras.KerasTensor], keras.KerasTensor] | None = None,
+    dropout_rate: float = 0.0,
+    imagenet_blocker: str | None = None,
+    reference_args: Mapping[str, Any] | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """Builds registered model ``variant`` around the family's ``body``.
+
+    Args:
+        variant: Registry name; its table row gives the default size, the minimum size,
+            and the Keras Applications reference (ImageNet weights).
+        args: The Keras Applications arguments.
+        body: Maps the input image tensor to :class:`Features`.
+        min_size: Smallest input side with these arguments (default: the table's).
+        top: The classifier for ``include_top=True`` (default: :func:`classifier_head`
+            with ``dropout_rate``); ``include_top=False`` always pools as ``pooling`` says.
+        dropout_rate: Dropout of the default head.
+        imagenet_blocker: Why ``weights="imagenet"`` cannot apply to these arguments
+            (``None``: it can).
+        reference_args: Arguments of the Keras Applications reference that differ from
+            this model's (e.g. ``alpha``, a fixed ``input_shape``).
+        name: Model name (default: the body's, else ``variant``).
+    """
+    spec = registry.get(variant)
+    check_arguments(
+        name=variant,
+        include_top=args.include_top,
+        weights=args.weights,
+        pooling=args.pooling,
+        classes=args.classes,
+    )
+    if args.weights == "imagenet" and imagenet_blocker:
+        raise InputError(imagenet_blocker)
+    img_input = resolve_input(
+        name=variant,
+        input_tensor=args.input_tensor,
+        input_shape=args.input_shape,
+        default_size=spec.default_size,
+        min_size=min_size or spec.min_size,
+    )
+    features = body(img_input)
+    x = _head(features.x, args, top=top, dropout_rate=dropout_rate)
+    outputs = [x, *features.extra_outputs] if features.extra_outputs else x
+    model = StagedModel(
+        model_inputs(img_input, args.input_tensor),
+        outputs,
+        name=name or features.name or variant,
+    )
+    set_stages(model, _stage_layer_names(model, features.stage_ends))
+    reference = None
+    if spec.reference is not None:
+        reference = functools.partial(
+            reference_model, spec.reference, args, img_input, reference_args or {}
+        )
+    return weights_lib.load(model, args.weights, reference=reference)
+
+
+def _head(
+    x: keras.KerasTensor,
+    args: Arguments,
+    *,
+    top: Callable[[keras.KerasTensor], keras.KerasTensor] | None,
+    dropout_rate: float,
+) -> keras.KerasTensor:
+    """The family's own ``top`` when it has one and ``include_top``; else the shared head."""
+    if args.include_top and top is not None:
+        return top(x)
+    return classifier_head(
+        x,
+        include_top=args.include_top,
+        pooling=args.pooling,
+        classes=args.classes,
+        classifier_activation=args.classifier_activation,
+        dropout_rate=dropout_rate,
+    )
+
+
+def reference_model(
+    application: str,
+    args: Arguments,
+    img_input: keras.KerasTensor,
+    overrides: Mapping[str, Any],
+) -> keras.Model:
+    """``keras.applications.<application>`` with ImageNet weights and ``args``' architecture."""
+    kwargs = {
+        "include_top": args.include_top,
+        "weights": "imagenet",
+        "input_shape": tuple(img_input.shape[1:]),
+        "pooling": args.pooling,
+        "classes": args.classes,
+        "classifier_activation": args.classifier_activation,
+        **overrides,
+    }
+    return getattr(keras.applications, application)(**kwargs)
+
+
+def _stage_layer_names(
+    model: keras.Model, stage_ends: Sequence[tuple[str, Any]]
+) -> list[tuple[str, str]]:
+    """Stage ends given as tensors become the names of the layers that produced them."""
+    producers = {}
+    for layer in model.layers:
+        output = layer.output
+        for tensor in output if isinstance(output, list | tuple) else [output]:
+            producers[id(tensor)] = layer.name
+    return [
+        (stage, end if isinstance(end, str) else producers[id(end)]) for stage, end in stage_ends
+    ]
+
+
+def batch_norm(*, name: str, epsilon: float = 1e-3, momentum: float = 0.99) -> keras.layers.Layer:
+    """The batch normalisation layer of every kimnet builder (Keras' defaults)."""
+    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
+
+
+def count_params(layer: keras.layers.Layer) -> tuple[int, int]:
+    """``(total, trainable)`` parameters of a model or layer (total = ``count_params()``)."""
+    total = sum(math.prod(w.shape) for w in layer.weights)
+    trainable = sum(math.prod(w.shape) for w in layer.trainable_weights)
+    return int(total), int(trainable)
 
 
 def check_arguments(
@@ -26,9 +197,11 @@ def check_arguments(
     weights: str | None,
     pooling: str | None,
     classes: int,
-    imagenet: bool,
 ) -> None:
-    """Rejects argument combinations that cannot work, before any layer is built."""
+    """Rejects argument combinations that cannot work, before any layer is built.
+
+    Whether ``weights="imagenet"`` exists for ``name`` comes from its table row.
+    """
     if pooling not in POOLINGS:
         raise InputError(f"pooling must be one of {POOLINGS}, got {pooling!r}.")
     if not isinstance(classes, int) or classes < 1:
@@ -36,7 +209,8 @@ def check_arguments(
     if weights is None:
         return
     if weights == "imagenet":
-        if not imagenet:
+        spec = registry.find(name)
+        if spec is None or not spec.imagenet:
             raise InputError(
                 f"No ImageNet weights are published for '{name}'. Use weights=None to "
                 f"train from scratch, or a path to a .weights.h5 file."
@@ -96,13 +270,17 @@ def resolve_input(
 def classifier_head(
     x: keras.KerasTensor,
     *,
-    include_top: bool,
-    pooling: str | None,
     classes: int,
-    classifier_activation: str | None,
+    include_top: bool = True,
+    pooling: str | None = None,
+    classifier_activation: str | None = "softmax",
     dropout_rate: float = 0.0,
 ) -> keras.KerasTensor:
     """Global pooling, optional dropout and the ``predictions`` layer.
+
+    With ``include_top=True``: ``avg_pool``, ``top_dropout`` (when ``dropout_rate > 0``)
+    and the ``Dense`` layer ``predictions``. With ``include_top=False``: ``x`` itself
+    (``pooling=None``) or its global pooling ``avg_pool`` / ``max_pool``.
 
     The ``predictions`` layer computes in float32 even under a mixed-precision
     policy, so probabilities and the loss never overflow in float16.
@@ -151,8 +329,3 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
-
-
-def layer_name(x: keras.KerasTensor) -> str:
-    """Name of the layer that produced the symbolic tensor ``x``."""
-    return x._keras_history.operation.name

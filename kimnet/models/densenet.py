@@ -7,16 +7,15 @@ unnamed are called ``conv1_pad`` and ``pool1_pad`` here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # depth -> layers per dense block (the same depth names the Keras Applications model)
 _BLOCKS: dict[int, tuple[int, ...]] = {
@@ -32,7 +31,7 @@ SMALL_MIN_SIZE = 8
 
 
 def _bn_relu(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
-    x = layers.BatchNormalization(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
+    x = common.batch_norm(epsilon=_BN_EPSILON, name=f"{name}_bn")(x)
     return layers.Activation("relu", name=f"{name}_relu")(x)
 
 
@@ -53,33 +52,32 @@ def _transition(x: keras.KerasTensor, name: str) -> keras.KerasTensor:
     return layers.AveragePooling2D(2, strides=2, name=f"{name}_pool")(x)
 
 
-@register(
-    "densenet121",
-    family="densenet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="torch",
-    imagenet=True,
-    depth=121,
-)
-@register(
-    "densenet169",
-    family="densenet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="torch",
-    imagenet=True,
-    depth=169,
-)
-@register(
-    "densenet201",
-    family="densenet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="torch",
-    imagenet=True,
-    depth=201,
-)
+def _body(
+    img_input: keras.KerasTensor, *, blocks: Sequence[int], small_input: bool
+) -> common.Features:
+    """Stem, then dense blocks joined by transitions; the last block ends with BN-ReLU."""
+    if small_input:
+        x = layers.Conv2D(64, 3, padding="same", use_bias=False, name="conv1_conv")(img_input)
+        x = _bn_relu(x, "conv1")
+    else:
+        x = layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
+        x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
+        x = _bn_relu(x, "conv1")
+        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    stage_ends: list[tuple[str, Any]] = [("stem", x)]
+    for index, repeats in enumerate(blocks):
+        for layer in range(repeats):
+            x = _dense_layer(x, f"conv{index + 2}_block{layer + 1}")
+        if index < len(blocks) - 1:
+            x = _transition(x, f"pool{index + 2}")
+        else:
+            x = common.batch_norm(epsilon=_BN_EPSILON, name="bn")(x)
+            x = layers.Activation("relu", name="relu")(x)
+        stage_ends.append((f"stage{index + 1}", x))
+    return common.Features(x, stage_ends)
+
+
 def DenseNet(
     include_top: bool = True,
     weights: str | None = None,
@@ -119,69 +117,18 @@ def DenseNet(
     """
     if depth not in _BLOCKS:
         raise InputError(f"depth must be one of {sorted(_BLOCKS)}, got {depth!r}.")
-    model_name = f"densenet{depth}"
-    common.check_arguments(
-        name=model_name,
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=True,
-    )
-    if weights == "imagenet" and small_input:
-        raise InputError(
-            "weights='imagenet' needs small_input=False (the stem it was trained with)."
-        )
-    img_input = common.resolve_input(
-        name=model_name,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=SMALL_MIN_SIZE if small_input else MIN_SIZE,
-    )
-
-    if small_input:
-        x = layers.Conv2D(64, 3, padding="same", use_bias=False, name="conv1_conv")(img_input)
-        x = _bn_relu(x, "conv1")
-    else:
-        x = layers.ZeroPadding2D(3, name="conv1_pad")(img_input)
-        x = layers.Conv2D(64, 7, strides=2, use_bias=False, name="conv1_conv")(x)
-        x = _bn_relu(x, "conv1")
-        x = layers.ZeroPadding2D(1, name="pool1_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
-    stage_ends = [("stem", common.layer_name(x))]
-
-    blocks = _BLOCKS[depth]
-    for index, repeats in enumerate(blocks):
-        for layer in range(repeats):
-            x = _dense_layer(x, f"conv{index + 2}_block{layer + 1}")
-        if index < len(blocks) - 1:
-            x = _transition(x, f"pool{index + 2}")
-        else:
-            x = layers.BatchNormalization(epsilon=_BN_EPSILON, name="bn")(x)
-            x = layers.Activation("relu", name="relu")(x)
-        stage_ends.append((f"stage{index + 1}", common.layer_name(x)))
-
-    x = common.classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return common.build(
+        f"densenet{depth}",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        functools.partial(_body, blocks=_BLOCKS[depth], small_input=small_input),
+        min_size=SMALL_MIN_SIZE if small_input else None,
         dropout_rate=dropout_rate,
+        imagenet_blocker=(
+            "weights='imagenet' needs small_input=False (the stem it was trained with)."
+            if small_input
+            else None
+        ),
+        name=name,
     )
-    model = keras.Model(common.model_inputs(img_input, input_tensor), x, name=name or model_name)
-    set_stages(model, stage_ends)
-
-    def reference() -> keras.Model:
-        application = getattr(keras.applications, f"DenseNet{depth}")
-        return application(
-            include_top=include_top,
-            weights="imagenet",
-            input_shape=tuple(img_input.shape[1:]),
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
-
-    return weights_lib.load(model, weights, reference=reference)

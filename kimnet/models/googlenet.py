@@ -23,7 +23,8 @@ Pooling uses ``same`` padding throughout, which matches the paper's output sizes
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -31,10 +32,7 @@ from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
 from kimnet.models.alexnet import LocalResponseNormalization, require_fixed_size
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # Inception modules per group: name -> (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool proj),
 # the paper's Table 1. A 3x3/2 max pooling precedes groups 4 and 5 (2x2/2 before 5 in
@@ -80,7 +78,7 @@ def _conv(
         filters, kernel, strides=strides, padding=padding, use_bias=not batch_norm, name=name
     )(x)
     if batch_norm:
-        x = layers.BatchNormalization(name=f"{name}_bn", **_BN)(x)
+        x = common.batch_norm(name=f"{name}_bn", **_BN)(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -124,14 +122,41 @@ def _aux_head(
     )(x)
 
 
-@register(
-    "googlenet",
-    family="googlenet",
-    default_size=224,
-    min_size=_MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-)
+def _body(
+    img_input: keras.KerasTensor,
+    *,
+    batch_norm: bool,
+    small_input: bool,
+    aux_head: Callable[[keras.KerasTensor, str], keras.KerasTensor] | None,
+) -> common.Features:
+    """Stem and inception groups; ``aux_head(x, name)`` adds the auxiliary classifiers."""
+    conv: Any = {"batch_norm": batch_norm}
+    if small_input:
+        x = _conv(img_input, 64, 7, name="conv1", **conv)
+    else:
+        x = layers.ZeroPadding2D(common.pad_for_stride2(img_input, 7), name="conv1_pad")(img_input)
+        x = _conv(x, 64, 7, strides=2, padding="valid", name="conv1", **conv)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    if not batch_norm:
+        x = LocalResponseNormalization(name="lrn1")(x)
+    x = _conv(x, 64, 1, name="conv2", **conv)
+    x = _conv(x, 192, 3, name="conv3", **conv)
+    if not batch_norm:
+        x = LocalResponseNormalization(name="lrn2")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+    features = common.Features(x, [("stem", "pool2")])
+    for group_index, group in enumerate(_GROUPS):
+        if group_index:
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{group_index + 2}")(x)
+        for module_name, widths in group:
+            x = _inception(x, widths, name=module_name, **conv)
+            if aux_head is not None and module_name in _AUX_AFTER:
+                features.extra_outputs.append(aux_head(x, _AUX_AFTER[module_name]))
+        features.stage_ends.append((f"stage{group_index + 1}", x))
+    features.x = x
+    return features
+
+
 def GoogLeNet(
     include_top: bool = True,
     weights: str | None = None,
@@ -191,71 +216,32 @@ def GoogLeNet(
         auxiliary heads' layers after ``pool4``: in ``stage3`` (their pooling and
         convolution) or in the ``head``; freeze through ``stage2`` to keep them trainable.
     """
-    common.check_arguments(
-        name="googlenet",
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=False,
-    )
     if aux_logits and not include_top:
         raise InputError("aux_logits=True needs include_top=True (the auxiliary heads classify).")
-    img_input = common.resolve_input(
-        name="googlenet",
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=_MIN_SIZE_SMALL if small_input else _MIN_SIZE,
-    )
-    if aux_logits:
-        require_fixed_size(img_input, name="googlenet", reason="with aux_logits=True")
-    conv: Any = {"batch_norm": batch_norm}
 
-    if small_input:
-        x = _conv(img_input, 64, 7, name="conv1", **conv)
-    else:
-        x = layers.ZeroPadding2D(common.pad_for_stride2(img_input, 7), name="conv1_pad")(img_input)
-        x = _conv(x, 64, 7, strides=2, padding="valid", name="conv1", **conv)
-        x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
-    if not batch_norm:
-        x = LocalResponseNormalization(name="lrn1")(x)
-    x = _conv(x, 64, 1, name="conv2", **conv)
-    x = _conv(x, 192, 3, name="conv3", **conv)
-    if not batch_norm:
-        x = LocalResponseNormalization(name="lrn2")(x)
-    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
-    stage_ends = [("stem", "pool2")]
+    def body(img_input: keras.KerasTensor) -> common.Features:
+        if aux_logits:
+            require_fixed_size(img_input, name="googlenet", reason="with aux_logits=True")
+        aux_head = functools.partial(
+            _aux_head,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            batch_norm=batch_norm,
+        )
+        return _body(
+            img_input,
+            batch_norm=batch_norm,
+            small_input=small_input,
+            aux_head=(lambda x, name: aux_head(x, name=name)) if aux_logits else None,
+        )
 
-    aux_outputs = []
-    for group_index, group in enumerate(_GROUPS):
-        if group_index:
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{group_index + 2}")(x)
-        for module_name, widths in group:
-            x = _inception(x, widths, name=module_name, **conv)
-            if aux_logits and module_name in _AUX_AFTER:
-                aux_outputs.append(
-                    _aux_head(
-                        x,
-                        classes=classes,
-                        classifier_activation=classifier_activation,
-                        name=_AUX_AFTER[module_name],
-                        **conv,
-                    )
-                )
-        stage_ends.append((f"stage{group_index + 1}", common.layer_name(x)))
-
-    x = common.classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return common.build(
+        "googlenet",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        body,
+        min_size=_MIN_SIZE_SMALL if small_input else None,
         dropout_rate=dropout_rate,
+        name=name,
     )
-    outputs = [x, *aux_outputs] if aux_logits else x
-    model = keras.Model(
-        common.model_inputs(img_input, input_tensor), outputs, name=name or "googlenet"
-    )
-    set_stages(model, stage_ends)
-    return weights_lib.load(model, weights, reference=None)

@@ -15,16 +15,15 @@ mixed-precision policies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # (pointwise output channels, depthwise stride) of blocks 1..13, from the paper.
 _BLOCKS = (
@@ -64,10 +63,10 @@ def _separable_block(
         use_bias=False,
         name=f"conv_dw_{block_id}",
     )(x)
-    x = layers.BatchNormalization(name=f"conv_dw_{block_id}_bn")(x)
+    x = common.batch_norm(name=f"conv_dw_{block_id}_bn")(x)
     x = layers.ReLU(6.0, name=f"conv_dw_{block_id}_relu")(x)
     x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"conv_pw_{block_id}")(x)
-    x = layers.BatchNormalization(name=f"conv_pw_{block_id}_bn")(x)
+    x = common.batch_norm(name=f"conv_pw_{block_id}_bn")(x)
     return layers.ReLU(6.0, name=f"conv_pw_{block_id}_relu")(x)
 
 
@@ -87,14 +86,34 @@ def _conv_head(
     return layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
 
 
-@register(
-    "mobilenet",
-    family="mobilenet",
-    default_size=224,
-    min_size=32,
-    normalization="tf",
-    imagenet=True,
-)
+def _body(
+    img_input: keras.KerasTensor, *, alpha: float, depth_multiplier: int, small_input: bool
+) -> common.Features:
+    x = layers.Conv2D(
+        int(32 * alpha),
+        3,
+        strides=1 if small_input else 2,
+        padding="same",
+        use_bias=False,
+        name="conv1",
+    )(img_input)
+    x = common.batch_norm(name="conv1_bn")(x)
+    x = layers.ReLU(6.0, name="conv1_relu")(x)
+    stage_ends: list[tuple[str, Any]] = [("stem", "conv1_relu")]
+    for block_id, (filters, stride) in enumerate(_BLOCKS, start=1):
+        x = _separable_block(
+            x,
+            filters=int(filters * alpha),
+            stride=stride,
+            depth_multiplier=depth_multiplier,
+            block_id=block_id,
+        )
+        if block_id in _STAGE_LAST_BLOCK:
+            stage_ends.append((_STAGE_LAST_BLOCK[block_id], x))
+    size = img_input.shape[1] or 224
+    return common.Features(x, stage_ends, name=f"mobilenet_{alpha:0.2f}_{size}")
+
+
 def MobileNet(
     include_top: bool = True,
     weights: str | None = None,
@@ -136,93 +155,42 @@ def MobileNet(
     Returns:
         A ``keras.Model`` with a stage map (``stem``, ``stage1``-``stage5``, ``head``).
     """
-    common.check_arguments(
-        name="mobilenet",
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=True,
-    )
-    if weights == "imagenet":
-        if small_input:
-            raise InputError(
-                "weights='imagenet' needs small_input=False (the stem it was trained with)."
-            )
-        if depth_multiplier != 1 or alpha not in _IMAGENET_ALPHAS:
-            raise InputError(
-                f"ImageNet weights exist for depth_multiplier=1 and alpha in "
-                f"{_IMAGENET_ALPHAS}; got depth_multiplier={depth_multiplier}, alpha={alpha}."
-            )
+    blocker = None
+    if small_input:
+        blocker = "weights='imagenet' needs small_input=False (the stem it was trained with)."
+    elif depth_multiplier != 1 or alpha not in _IMAGENET_ALPHAS:
+        blocker = (
+            f"ImageNet weights exist for depth_multiplier=1 and alpha in "
+            f"{_IMAGENET_ALPHAS}; got depth_multiplier={depth_multiplier}, alpha={alpha}."
+        )
     if depth_multiplier < 1 or alpha <= 0:
         raise InputError(
             f"alpha must be > 0 and depth_multiplier >= 1, got {alpha}, {depth_multiplier}."
         )
-    img_input = common.resolve_input(
-        name="mobilenet",
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=16 if small_input else 32,
-    )
-
-    x = layers.Conv2D(
-        int(32 * alpha),
-        3,
-        strides=1 if small_input else 2,
-        padding="same",
-        use_bias=False,
-        name="conv1",
-    )(img_input)
-    x = layers.BatchNormalization(name="conv1_bn")(x)
-    x = layers.ReLU(6.0, name="conv1_relu")(x)
-    stage_ends = [("stem", "conv1_relu")]
-
-    for block_id, (filters, stride) in enumerate(_BLOCKS, start=1):
-        x = _separable_block(
-            x,
-            filters=int(filters * alpha),
-            stride=stride,
-            depth_multiplier=depth_multiplier,
-            block_id=block_id,
-        )
-        if block_id in _STAGE_LAST_BLOCK:
-            stage_ends.append((_STAGE_LAST_BLOCK[block_id], common.layer_name(x)))
-
-    if include_top:
-        x = _conv_head(
-            x,
+    return common.build(
+        "mobilenet",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        functools.partial(
+            _body, alpha=alpha, depth_multiplier=depth_multiplier, small_input=small_input
+        ),
+        min_size=16 if small_input else None,
+        top=functools.partial(
+            _conv_head,
             classes=classes,
             classifier_activation=classifier_activation,
             dropout_rate=dropout_rate,
-        )
-    else:
-        x = common.classifier_head(
-            x,
-            include_top=False,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
-    size = img_input.shape[1] or 224
-    model = keras.Model(
-        common.model_inputs(img_input, input_tensor),
-        x,
-        name=name or f"mobilenet_{alpha:0.2f}_{size}",
-    )
-    set_stages(model, stage_ends)
-
-    def reference() -> keras.Model:
+        ),
+        imagenet_blocker=blocker,
         # The weights do not depend on the input size (the head is convolutional), so
         # the reference is built at the size Keras publishes them for.
-        return keras.applications.MobileNet(
-            input_shape=(224, 224, 3),
-            alpha=alpha,
-            depth_multiplier=depth_multiplier,
-            include_top=include_top,
-            weights="imagenet",
-            classes=classes,
-            classifier_activation=None,
-        )
-
-    return weights_lib.load(model, weights, reference=reference)
+        reference_args={
+            "input_shape": (224, 224, 3),
+            "alpha": alpha,
+            "depth_multiplier": depth_multiplier,
+            "pooling": None,
+            "classifier_activation": None,
+        },
+        name=name,
+    )

@@ -6,16 +6,14 @@ weights load into this model by name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
-from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # (expansion t, output channels c, repeats n, first stride s) per group, from the paper.
 _BLOCKS = (
@@ -44,7 +42,7 @@ def _inverted_residual(
         x = layers.Conv2D(
             expansion * in_channels, 1, padding="same", use_bias=False, name=f"{prefix}expand"
         )(x)
-        x = layers.BatchNormalization(name=f"{prefix}expand_BN", **_BN)(x)
+        x = common.batch_norm(name=f"{prefix}expand_BN", **_BN)(x)
         x = layers.ReLU(6.0, name=f"{prefix}expand_relu")(x)
     else:
         prefix = "expanded_conv_"
@@ -57,23 +55,51 @@ def _inverted_residual(
         use_bias=False,
         name=f"{prefix}depthwise",
     )(x)
-    x = layers.BatchNormalization(name=f"{prefix}depthwise_BN", **_BN)(x)
+    x = common.batch_norm(name=f"{prefix}depthwise_BN", **_BN)(x)
     x = layers.ReLU(6.0, name=f"{prefix}depthwise_relu")(x)
     x = layers.Conv2D(out_channels, 1, padding="same", use_bias=False, name=f"{prefix}project")(x)
-    x = layers.BatchNormalization(name=f"{prefix}project_BN", **_BN)(x)
+    x = common.batch_norm(name=f"{prefix}project_BN", **_BN)(x)
     if stride == 1 and in_channels == out_channels:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
 
 
-@register(
-    "mobilenetv2",
-    family="mobilenet",
-    default_size=224,
-    min_size=32,
-    normalization="tf",
-    imagenet=True,
-)
+def _body(img_input: keras.KerasTensor, *, alpha: float, small_input: bool) -> common.Features:
+    x = layers.Conv2D(
+        common.make_divisible(32 * alpha, 8),
+        3,
+        strides=1 if small_input else 2,
+        padding="same",
+        use_bias=False,
+        name="Conv1",
+    )(img_input)
+    x = common.batch_norm(name="bn_Conv1", **_BN)(x)
+    x = layers.ReLU(6.0, name="Conv1_relu")(x)
+    stage_ends: list[tuple[str, Any]] = [("stem", "Conv1_relu")]
+    last_layer = {index: stage for stage, index in _STAGE_LAST_BLOCK.items()}
+    block_id = 0
+    for expansion, filters, repeats, first_stride in _BLOCKS:
+        for repeat in range(repeats):
+            x = _inverted_residual(
+                x,
+                expansion=expansion,
+                stride=first_stride if repeat == 0 else 1,
+                alpha=alpha,
+                filters=filters,
+                block_id=block_id,
+            )
+            if block_id in last_layer:
+                stage_ends.append((last_layer[block_id], x))
+            block_id += 1
+    last_channels = common.make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
+    x = layers.Conv2D(last_channels, 1, use_bias=False, name="Conv_1")(x)
+    x = common.batch_norm(name="Conv_1_bn", **_BN)(x)
+    x = layers.ReLU(6.0, name="out_relu")(x)
+    stage_ends[-1] = ("stage5", x)
+    size = img_input.shape[1] or 224
+    return common.Features(x, stage_ends, name=f"mobilenetv2_{alpha:0.2f}_{size}")
+
+
 def MobileNetV2(
     include_top: bool = True,
     weights: str | None = None,
@@ -110,85 +136,19 @@ def MobileNetV2(
     Returns:
         A ``keras.Model`` with a stage map (``stem``, ``stage1``-``stage5``, ``head``).
     """
-    common.check_arguments(
-        name="mobilenetv2",
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=True,
-    )
-    if weights == "imagenet" and small_input:
-        raise InputError(
-            "weights='imagenet' needs small_input=False (the stem it was trained with)."
-        )
-    img_input = common.resolve_input(
-        name="mobilenetv2",
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=16 if small_input else 32,
-    )
-
-    x = layers.Conv2D(
-        common.make_divisible(32 * alpha, 8),
-        3,
-        strides=1 if small_input else 2,
-        padding="same",
-        use_bias=False,
-        name="Conv1",
-    )(img_input)
-    x = layers.BatchNormalization(name="bn_Conv1", **_BN)(x)
-    x = layers.ReLU(6.0, name="Conv1_relu")(x)
-    stage_ends = [("stem", "Conv1_relu")]
-    last_layer = {index: stage for stage, index in _STAGE_LAST_BLOCK.items()}
-
-    block_id = 0
-    for expansion, filters, repeats, first_stride in _BLOCKS:
-        for repeat in range(repeats):
-            x = _inverted_residual(
-                x,
-                expansion=expansion,
-                stride=first_stride if repeat == 0 else 1,
-                alpha=alpha,
-                filters=filters,
-                block_id=block_id,
-            )
-            if block_id in last_layer:
-                stage_ends.append((last_layer[block_id], common.layer_name(x)))
-            block_id += 1
-
-    last_channels = common.make_divisible(1280 * alpha, 8) if alpha > 1.0 else 1280
-    x = layers.Conv2D(last_channels, 1, use_bias=False, name="Conv_1")(x)
-    x = layers.BatchNormalization(name="Conv_1_bn", **_BN)(x)
-    x = layers.ReLU(6.0, name="out_relu")(x)
-    stage_ends[-1] = ("stage5", "out_relu")
-
-    x = common.classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return common.build(
+        "mobilenetv2",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        functools.partial(_body, alpha=alpha, small_input=small_input),
+        min_size=16 if small_input else None,
         dropout_rate=dropout_rate,
+        imagenet_blocker=(
+            "weights='imagenet' needs small_input=False (the stem it was trained with)."
+            if small_input
+            else None
+        ),
+        reference_args={"alpha": alpha},
+        name=name,
     )
-    size = img_input.shape[1] or 224
-    model = keras.Model(
-        common.model_inputs(img_input, input_tensor),
-        x,
-        name=name or f"mobilenetv2_{alpha:0.2f}_{size}",
-    )
-    set_stages(model, stage_ends)
-
-    def reference() -> keras.Model:
-        return keras.applications.MobileNetV2(
-            include_top=include_top,
-            weights="imagenet",
-            input_shape=tuple(img_input.shape[1:]),
-            alpha=alpha,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
-
-    return weights_lib.load(model, weights, reference=reference)

@@ -16,16 +16,15 @@ model works under mixed-precision policies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # One row per inverted-residual block:
 # (expansion, output channels, kernel ("k" = the variant's large kernel, 5 or 3 when
@@ -120,7 +119,7 @@ def _inverted_residual(
             use_bias=False,
             name=f"{prefix}expand",
         )(x)
-        x = layers.BatchNormalization(name=f"{prefix}expand_bn", **_BN)(x)
+        x = common.batch_norm(name=f"{prefix}expand_bn", **_BN)(x)
         x = _activation(x, activation, f"{prefix}expand")
     else:
         prefix = "expanded_conv_"
@@ -135,12 +134,12 @@ def _inverted_residual(
         use_bias=False,
         name=f"{prefix}depthwise",
     )(x)
-    x = layers.BatchNormalization(name=f"{prefix}depthwise_bn", **_BN)(x)
+    x = common.batch_norm(name=f"{prefix}depthwise_bn", **_BN)(x)
     x = _activation(x, activation, f"{prefix}depthwise")
     if squeeze_excite:
         x = _squeeze_excite(x, prefix=prefix)
     x = layers.Conv2D(filters, 1, padding="same", use_bias=False, name=f"{prefix}project")(x)
-    x = layers.BatchNormalization(name=f"{prefix}project_bn", **_BN)(x)
+    x = common.batch_norm(name=f"{prefix}project_bn", **_BN)(x)
     if stride == 1 and in_channels == filters:
         x = layers.Add(name=f"{prefix}add")([shortcut, x])
     return x
@@ -162,45 +161,67 @@ def _mobilenet_v3(
     small_input: bool,
     name: str | None,
 ) -> keras.Model:
-    registry_name = f"mobilenetv3_{variant}"
-    common.check_arguments(
-        name=registry_name,
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=True,
-    )
-    if weights == "imagenet":
-        if small_input:
-            raise InputError(
-                "weights='imagenet' needs small_input=False (the stem it was trained with)."
-            )
-        if (minimalistic, alpha) not in _IMAGENET:
-            raise InputError(
-                "ImageNet weights exist for alpha 0.75 or 1.0 (minimalistic=False) and "
-                f"alpha 1.0 (minimalistic=True); got alpha={alpha}, "
-                f"minimalistic={minimalistic}."
-            )
     if alpha <= 0:
         raise InputError(f"alpha must be > 0, got {alpha}.")
-    img_input = common.resolve_input(
-        name=registry_name,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=16 if small_input else 32,
+    blocker = None
+    if small_input:
+        blocker = "weights='imagenet' needs small_input=False (the stem it was trained with)."
+    elif (minimalistic, alpha) not in _IMAGENET:
+        blocker = (
+            "ImageNet weights exist for alpha 0.75 or 1.0 (minimalistic=False) and "
+            f"alpha 1.0 (minimalistic=True); got alpha={alpha}, minimalistic={minimalistic}."
+        )
+    head_activation = "relu" if minimalistic else "hs"
+    return common.build(
+        f"mobilenetv3_{variant}",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        functools.partial(
+            _body, variant=variant, alpha=alpha, minimalistic=minimalistic, small_input=small_input
+        ),
+        min_size=16 if small_input else None,
+        top=functools.partial(
+            _conv_head,
+            last_point=_LAST_POINT[variant],
+            alpha=alpha,
+            activation=head_activation,
+            dropout_rate=dropout_rate,
+            classes=classes,
+            classifier_activation=classifier_activation,
+        ),
+        imagenet_blocker=blocker,
+        # The weights do not depend on the input size (the head is convolutional), so
+        # the reference is built at the size Keras publishes them for.
+        reference_args={
+            "input_shape": (224, 224, 3),
+            "alpha": alpha,
+            "minimalistic": minimalistic,
+            "pooling": None,
+            "classifier_activation": None,
+            "include_preprocessing": True,
+        },
+        name=name or f"MobileNetV3{variant.capitalize()}",
     )
-    large_kernel, head_activation = (3, "relu") if minimalistic else (5, "hs")
 
+
+def _body(
+    img_input: keras.KerasTensor,
+    *,
+    variant: str,
+    alpha: float,
+    minimalistic: bool,
+    small_input: bool,
+) -> common.Features:
+    """Rescaling, stem, the inverted residual blocks and the last 1x1 convolution."""
+    large_kernel, head_activation = (3, "relu") if minimalistic else (5, "hs")
     x = layers.Rescaling(scale=1.0 / 127.5, offset=-1.0, name="rescaling")(img_input)
     x = layers.Conv2D(
         16, 3, strides=1 if small_input else 2, padding="same", use_bias=False, name="conv"
     )(x)
-    x = layers.BatchNormalization(name="conv_bn", **_BN)(x)
+    x = common.batch_norm(name="conv_bn", **_BN)(x)
     x = _activation(x, head_activation, "conv")
-    stage_ends = [("stem", common.layer_name(x))]
-
+    stage_ends: list[tuple[str, Any]] = [("stem", x)]
     last_block = _STAGE_LAST_BLOCK[variant]
     for block_id, (expansion, filters, kernel, stride, se, act) in enumerate(
         _SMALL if variant == "small" else _LARGE
@@ -216,8 +237,7 @@ def _mobilenet_v3(
             block_id=block_id,
         )
         if block_id in last_block:
-            stage_ends.append((last_block[block_id], common.layer_name(x)))
-
+            stage_ends.append((last_block[block_id], x))
     x = layers.Conv2D(
         common.make_divisible(x.shape[-1] * 6, 8),
         1,
@@ -225,57 +245,33 @@ def _mobilenet_v3(
         use_bias=False,
         name="conv_1",
     )(x)
-    x = layers.BatchNormalization(name="conv_1_bn", **_BN)(x)
+    x = common.batch_norm(name="conv_1_bn", **_BN)(x)
     x = _activation(x, head_activation, "conv_1")
-    stage_ends[-1] = (stage_ends[-1][0], common.layer_name(x))
+    stage_ends[-1] = (stage_ends[-1][0], x)
+    return common.Features(x, stage_ends)
 
-    if include_top:
-        last_point = _LAST_POINT[variant]
-        if alpha > 1.0:
-            last_point = common.make_divisible(last_point * alpha, 8)
-        x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
-        x = layers.Conv2D(last_point, 1, padding="same", name="conv_2")(x)
-        x = _activation(x, head_activation, "conv_2")
-        if dropout_rate > 0:
-            x = layers.Dropout(dropout_rate, name="dropout")(x)
-        x = layers.Conv2D(classes, 1, padding="same", dtype="float32", name="logits")(x)
-        x = layers.Flatten(dtype="float32", name="flatten")(x)
-        x = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
-    else:
-        x = common.classifier_head(
-            x,
-            include_top=False,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
-    model = keras.Model(
-        common.model_inputs(img_input, input_tensor),
-        x,
-        name=name or f"MobileNetV3{variant.capitalize()}",
-    )
-    set_stages(model, stage_ends)
 
-    def reference() -> keras.Model:
-        # The weights do not depend on the input size (the head is convolutional), so
-        # the reference is built at the size Keras publishes them for.
-        application = (
-            keras.applications.MobileNetV3Small
-            if variant == "small"
-            else keras.applications.MobileNetV3Large
-        )
-        return application(
-            input_shape=(224, 224, 3),
-            alpha=alpha,
-            minimalistic=minimalistic,
-            include_top=include_top,
-            weights="imagenet",
-            classes=classes,
-            classifier_activation=None,
-            include_preprocessing=True,
-        )
-
-    return weights_lib.load(model, weights, reference=reference)
+def _conv_head(
+    x: keras.KerasTensor,
+    *,
+    last_point: int,
+    alpha: float,
+    activation: str,
+    dropout_rate: float,
+    classes: int,
+    classifier_activation: str | None,
+) -> keras.KerasTensor:
+    """Keras Applications' head: pool to 1x1, ``conv_2``, dropout, ``logits``, flatten."""
+    if alpha > 1.0:
+        last_point = common.make_divisible(last_point * alpha, 8)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="avg_pool")(x)
+    x = layers.Conv2D(last_point, 1, padding="same", name="conv_2")(x)
+    x = _activation(x, activation, "conv_2")
+    if dropout_rate > 0:
+        x = layers.Dropout(dropout_rate, name="dropout")(x)
+    x = layers.Conv2D(classes, 1, padding="same", dtype="float32", name="logits")(x)
+    x = layers.Flatten(dtype="float32", name="flatten")(x)
+    return layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
 
 
 _DOC = """Builds MobileNetV3{Variant}.
@@ -309,14 +305,6 @@ _DOC = """Builds MobileNetV3{Variant}.
     """
 
 
-@register(
-    "mobilenetv3_small",
-    family="mobilenet",
-    default_size=224,
-    min_size=32,
-    normalization="raw",
-    imagenet=True,
-)
 def MobileNetV3Small(
     include_top: bool = True,
     weights: str | None = None,
@@ -349,14 +337,6 @@ def MobileNetV3Small(
     )
 
 
-@register(
-    "mobilenetv3_large",
-    family="mobilenet",
-    default_size=224,
-    min_size=32,
-    normalization="raw",
-    imagenet=True,
-)
 def MobileNetV3Large(
     include_top: bool = True,
     weights: str | None = None,

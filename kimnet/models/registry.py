@@ -1,10 +1,10 @@
-"""A registry of model builders keyed by name (``kimnet.models.get("resnet50")``).
+"""Registered models found by name (``kimnet.models.get("resnet50")``), without importing Keras.
 
-Each family module registers its variants with :func:`register`. A registered
-name resolves to a :class:`ModelSpec`: the builder plus what the rest of kimnet
-needs to know about it without building it (default input size, the smallest
-input it accepts, the input normalisation it was designed for, and whether
-Keras Applications publishes ImageNet weights for it).
+Every variant is declared once, as a row of :data:`kimnet.models.table.TABLE`: its
+family, builder, sizes, normalisation, Keras Applications reference and parameter
+count. A name resolves to that row, a :class:`ModelSpec`; calling the spec imports
+the family's module and builds the model. Reading a spec never imports TensorFlow,
+so listing the models is instant.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-from collections.abc import Callable
-from typing import Any
-
-import keras
+import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from kimnet.errors import InputError
+
+if TYPE_CHECKING:
+    import keras
 
 # Input normalisations a model can ask for (applied by kimnet.data.preprocess and
 # inside exported models, never by the model itself):
@@ -35,22 +37,46 @@ class ModelSpec:
     Attributes:
         name: Registry name, e.g. ``"mobilenetv2"``.
         family: Family the variant belongs to, e.g. ``"mobilenet"``.
-        builder: Function with the Keras Applications signature.
+        builder: ``"module:function"`` in ``kimnet.models`` with the Keras Applications
+            signature, e.g. ``"resnet:ResNet"``.
+        params: Parameters (``model.count_params()``) at ``default_size`` with the
+            1000-class head and the variant's default arguments.
+        trainable_params: The trainable part of ``params`` (without BN statistics).
         default_size: Canonical square input size (pixels).
         min_size: Smallest input side the builder accepts with its default arguments.
         normalization: One of :data:`NORMALIZATIONS`.
-        imagenet: Whether ImageNet weights are published (through Keras Applications).
+        reference: The ``keras.applications`` model with the same layers whose ImageNet
+            weights kimnet loads (``None``: no ImageNet weights are published).
         fixed_kwargs: Arguments that define the variant (e.g. ``depth=50``).
     """
 
     name: str
     family: str
-    builder: Callable[..., keras.Model]
+    builder: str
+    params: int
+    trainable_params: int
     default_size: int = 224
     min_size: int = 32
     normalization: str = "tf"
-    imagenet: bool = False
-    fixed_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reference: str | None = None
+    fixed_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"{self.name}: normalization must be one of {NORMALIZATIONS}, "
+                f"got {self.normalization!r}."
+            )
+
+    @property
+    def imagenet(self) -> bool:
+        """Whether ImageNet weights are published (through Keras Applications)."""
+        return self.reference is not None
+
+    def build_function(self) -> Any:
+        """The family's builder function (imports its module, and so Keras)."""
+        module, function = self.builder.split(":")
+        return getattr(importlib.import_module(f"kimnet.models.{module}"), function)
 
     def __call__(self, **kwargs: Any) -> keras.Model:
         """Builds the model; ``kwargs`` are the builder's arguments."""
@@ -60,54 +86,24 @@ class ModelSpec:
                 f"Model '{self.name}' fixes {sorted(clash)}; pick another registered "
                 f"variant instead of overriding it."
             )
-        return self.builder(**self.fixed_kwargs, **kwargs)
-
-
-_REGISTRY: dict[str, ModelSpec] = {}
-
-
-def register(
-    name: str,
-    *,
-    family: str,
-    default_size: int = 224,
-    min_size: int = 32,
-    normalization: str = "tf",
-    imagenet: bool = False,
-    **fixed_kwargs: Any,
-) -> Callable[[Callable[..., keras.Model]], Callable[..., keras.Model]]:
-    """Decorator that registers ``builder`` under ``name``; stackable for variants."""
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-
-    def decorator(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-        if name in _REGISTRY:
-            raise ValueError(f"Model name '{name}' is registered twice.")
-        _REGISTRY[name] = ModelSpec(
-            name=name,
-            family=family,
-            builder=builder,
-            default_size=default_size,
-            min_size=min_size,
-            normalization=normalization,
-            imagenet=imagenet,
-            fixed_kwargs=fixed_kwargs,
-        )
-        return builder
-
-    return decorator
+        return self.build_function()(**self.fixed_kwargs, **kwargs)
 
 
 @functools.cache
-def _load_families() -> None:
-    # Importing the package registers every family module.
-    import kimnet.models  # noqa: F401
+def _by_name() -> dict[str, ModelSpec]:
+    from kimnet.models.table import TABLE
+
+    specs: dict[str, ModelSpec] = {}
+    for spec in TABLE:
+        if spec.name in specs:
+            raise ValueError(f"Model name '{spec.name}' is declared twice.")
+        specs[spec.name] = spec
+    return specs
 
 
 def names() -> list[str]:
     """Names of every registered model, sorted."""
-    _load_families()
-    return sorted(_REGISTRY)
+    return sorted(_by_name())
 
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
@@ -117,14 +113,18 @@ def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     return f"Unknown {kind} '{name}'.{hint} Known {kind}s: {', '.join(known)}."
 
 
+def find(name: str) -> ModelSpec | None:
+    """The registered model ``name`` (any case), or ``None``."""
+    return _by_name().get(name.strip().lower())
+
+
 def get(name: str) -> ModelSpec:
     """The registered model ``name``: call it to build, read it for metadata.
 
     Raises:
         InputError: ``name`` is not registered; the message lists the known names.
     """
-    _load_families()
-    key = name.strip().lower()
-    if key not in _REGISTRY:
+    spec = find(name)
+    if spec is None:
         raise InputError(unknown_name_message("model", name, names()))
-    return _REGISTRY[key]
+    return spec

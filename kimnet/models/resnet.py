@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
 from kimnet.models.grouped_conv import GroupedConv2D
-from kimnet.models.registry import register
 from kimnet.models.se import squeeze_excite
-from kimnet.models.stages import set_stages
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +78,6 @@ _DEPTHS: dict[int, tuple[BlockStyle, tuple[int, ...]]] = {
     101: (KERAS_BOTTLENECK, (3, 4, 23, 3)),
     152: (KERAS_BOTTLENECK, (3, 8, 36, 3)),
 }
-_KERAS_APPS: dict[int, str] = {50: "ResNet50", 101: "ResNet101", 152: "ResNet152"}
 # Smallest input side: 32 px reach stage 4 at 1x1; the small-input stem divides by 8 only.
 MIN_SIZE = 32
 SMALL_MIN_SIZE = 8
@@ -118,7 +115,7 @@ def conv_bn(
         use_bias=style.use_bias,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(epsilon=style.bn_epsilon, name=f"{name}_bn")(x)
+    x = common.batch_norm(epsilon=style.bn_epsilon, name=f"{name}_bn")(x)
     if relu:
         x = layers.Activation("relu", name=f"{name}_relu")(x)
     return x
@@ -208,10 +205,10 @@ def stem(
 
 def residual_stages(
     x: keras.KerasTensor, blocks: Sequence[int], *, style: BlockStyle
-) -> tuple[keras.KerasTensor, list[tuple[str, str]]]:
+) -> tuple[keras.KerasTensor, list[tuple[str, keras.KerasTensor]]]:
     """The four stages ``conv2`` ... ``conv5`` (base widths 64 ... 512, stride 2 from conv3).
 
-    Returns the output and the stage map entries ``("stage1", "conv2_blockN_out")`` ...
+    Returns the output and the stage map entries ``("stage1", its last tensor)`` ...
     """
     stage_ends = []
     for stage, repeats in enumerate(blocks):
@@ -223,84 +220,35 @@ def residual_stages(
                 style=style,
                 name=f"conv{stage + 2}_block{block + 1}",
             )
-        stage_ends.append((f"stage{stage + 1}", common.layer_name(x)))
+        stage_ends.append((f"stage{stage + 1}", x))
     return x, stage_ends
 
 
-def assemble(
-    x: keras.KerasTensor,
+def residual_body(
     *,
-    img_input: keras.KerasTensor,
-    input_tensor: keras.KerasTensor | None,
-    stage_ends: list[tuple[str, str]],
-    include_top: bool,
-    pooling: str | None,
-    classes: int,
-    classifier_activation: str | None,
-    dropout_rate: float,
-    weights: str | None,
-    reference: Callable[[], keras.Model] | None,
-    name: str,
-) -> keras.Model:
-    """Adds the classifier head, builds the model, attaches the stage map, loads weights."""
-    x = common.classifier_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
-    )
-    model = keras.Model(common.model_inputs(img_input, input_tensor), x, name=name)
-    set_stages(model, stage_ends)
-    return weights_lib.load(model, weights, reference=reference)
+    style: BlockStyle,
+    blocks: Sequence[int],
+    stem_widths: Sequence[int] = (64,),
+    ceil_pool: bool = False,
+    small_input: bool = False,
+) -> Callable[[keras.KerasTensor], common.Features]:
+    """The body of a ResNet-like network: :func:`stem`, then :func:`residual_stages`."""
+
+    def body(img_input: keras.KerasTensor) -> common.Features:
+        x = stem(
+            img_input,
+            style=style,
+            widths=stem_widths,
+            ceil_pool=ceil_pool,
+            small_input=small_input,
+        )
+        stage_ends: list[tuple[str, Any]] = [("stem", x)]
+        x, body_ends = residual_stages(x, blocks, style=style)
+        return common.Features(x, stage_ends + body_ends)
+
+    return body
 
 
-@register(
-    "resnet18",
-    family="resnet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    depth=18,
-)
-@register(
-    "resnet34",
-    family="resnet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    depth=34,
-)
-@register(
-    "resnet50",
-    family="resnet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="caffe",
-    imagenet=True,
-    depth=50,
-)
-@register(
-    "resnet101",
-    family="resnet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="caffe",
-    imagenet=True,
-    depth=101,
-)
-@register(
-    "resnet152",
-    family="resnet",
-    default_size=224,
-    min_size=MIN_SIZE,
-    normalization="caffe",
-    imagenet=True,
-    depth=152,
-)
 def ResNet(
     include_top: bool = True,
     weights: str | None = None,
@@ -344,56 +292,25 @@ def ResNet(
     """
     if depth not in _DEPTHS:
         raise InputError(f"depth must be one of {sorted(_DEPTHS)}, got {depth!r}.")
-    model_name = f"resnet{depth}" if se_ratio is None else f"se_resnet{depth}"
-    common.check_arguments(
-        name=model_name,
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=depth in _KERAS_APPS,
-    )
-    if weights == "imagenet" and (small_input or se_ratio is not None):
-        raise InputError(
+    style, blocks = _DEPTHS[depth]
+    blocker = None
+    if small_input or se_ratio is not None:
+        blocker = (
             "weights='imagenet' needs small_input=False and se_ratio=None (the "
             "architecture the ImageNet weights were trained with)."
         )
-    img_input = common.resolve_input(
-        name=model_name,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=SMALL_MIN_SIZE if small_input else MIN_SIZE,
-    )
-    style, blocks = _DEPTHS[depth]
-    style = dataclasses.replace(style, se_ratio=se_ratio)
-
-    x = stem(img_input, style=style, small_input=small_input)
-    stage_ends = [("stem", common.layer_name(x))]
-    x, body_ends = residual_stages(x, blocks, style=style)
-
-    def reference() -> keras.Model:
-        application = getattr(keras.applications, _KERAS_APPS[depth])
-        return application(
-            include_top=include_top,
-            weights="imagenet",
-            input_shape=tuple(img_input.shape[1:]),
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-        )
-
-    return assemble(
-        x,
-        img_input=img_input,
-        input_tensor=input_tensor,
-        stage_ends=stage_ends + body_ends,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return common.build(
+        f"resnet{depth}",
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        residual_body(
+            style=dataclasses.replace(style, se_ratio=se_ratio),
+            blocks=blocks,
+            small_input=small_input,
+        ),
+        min_size=SMALL_MIN_SIZE if small_input else None,
         dropout_rate=dropout_rate,
-        weights=weights,
-        reference=reference if depth in _KERAS_APPS else None,
-        name=name or model_name,
+        imagenet_blocker=blocker,
+        name=name or (None if se_ratio is None else f"se_resnet{depth}"),
     )

@@ -23,7 +23,6 @@ import keras
 
 from kimnet.errors import InputError
 from kimnet.models import common, resnet
-from kimnet.models.registry import register
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,42 +49,6 @@ _VARIANTS: dict[str, _Variant] = {
 }
 
 
-@register(
-    "se_resnet50",
-    family="senet",
-    default_size=224,
-    min_size=resnet.MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    variant="se_resnet50",
-)
-@register(
-    "se_resnet101",
-    family="senet",
-    default_size=224,
-    min_size=resnet.MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    variant="se_resnet101",
-)
-@register(
-    "se_resnext50",
-    family="senet",
-    default_size=224,
-    min_size=resnet.MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    variant="se_resnext50",
-)
-@register(
-    "senet154",
-    family="senet",
-    default_size=224,
-    min_size=resnet.MIN_SIZE,
-    normalization="torch",
-    imagenet=False,
-    variant="senet154",
-)
 def SENet(
     include_top: bool = True,
     weights: str | None = None,
@@ -125,41 +88,19 @@ def SENet(
     if variant not in _VARIANTS:
         raise InputError(f"variant must be one of {sorted(_VARIANTS)}, got {variant!r}.")
     config = _VARIANTS[variant]
-    common.check_arguments(
-        name=variant,
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=False,
-    )
-    img_input = common.resolve_input(
-        name=variant,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=resnet.SMALL_MIN_SIZE if small_input else resnet.MIN_SIZE,
-    )
-    x = resnet.stem(
-        img_input,
-        style=config.style,
-        widths=config.stem_widths,
-        ceil_pool=True,
-        small_input=small_input,
-    )
-    stage_ends = [("stem", common.layer_name(x))]
-    x, body_ends = resnet.residual_stages(x, config.blocks, style=config.style)
-    return resnet.assemble(
-        x,
-        img_input=img_input,
-        input_tensor=input_tensor,
-        stage_ends=stage_ends + body_ends,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
+    return common.build(
+        variant,
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        resnet.residual_body(
+            style=config.style,
+            blocks=config.blocks,
+            stem_widths=config.stem_widths,
+            ceil_pool=True,
+            small_input=small_input,
+        ),
+        min_size=resnet.SMALL_MIN_SIZE if small_input else None,
         dropout_rate=config.dropout_rate if dropout_rate is None else dropout_rate,
-        weights=weights,
-        reference=None,
-        name=name or variant,
+        name=name,
     )

@@ -5,11 +5,19 @@ functional model lists its layers in topological order, a layer belongs to the
 first stage whose end comes at or after it; everything after the last stage is
 the ``head``. Freezing, fine-tuning and feature extraction use this map, so they
 never need a family's layer names.
+
+kimnet's builders return a :class:`StagedModel`, a functional model whose config
+holds the stage map, so the map survives ``model.save`` / ``keras.models.load_model``
+and ``keras.models.clone_model`` (which rebuilds the same class from the same layer
+names). On any other functional model :func:`set_stages` keeps it as an attribute.
 """
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Sequence
+from typing import Any
 
 import keras
 
@@ -17,6 +25,40 @@ from kimnet.errors import InputError
 
 _ATTR = "_kimnet_stage_ends"
 HEAD = "head"
+
+
+# Stage maps by the model's layer names, so clone_model (which rebuilds a StagedModel
+# from new layers with the same names, without its config) finds the map again.
+_BY_LAYER_NAMES: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}
+
+
+def _layer_names(model: keras.Model) -> tuple[str, ...]:
+    # Without the input layers, which clone_model recreates under new names.
+    return tuple(
+        layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)
+    )
+
+
+@keras.saving.register_keras_serializable(package="kimnet")
+class StagedModel(keras.Model):
+    """A functional model that carries its stage map through save/load and cloning.
+
+    Built like ``keras.Model(inputs, outputs, name=...)``, with the extra keyword
+    ``stage_ends`` (the argument of :func:`set_stages`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        stage_ends = kwargs.pop("stage_ends", None)
+        super().__init__(*args, **kwargs)
+        if stage_ends is None:
+            stage_ends = _BY_LAYER_NAMES.get(_layer_names(self))
+        if stage_ends:
+            set_stages(self, stage_ends)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config["stage_ends"] = [list(end) for end in getattr(self, _ATTR, ())]
+        return config
 
 
 def set_stages(model: keras.Model, stage_ends: Sequence[tuple[str, str]]) -> keras.Model:
@@ -29,7 +71,9 @@ def set_stages(model: keras.Model, stage_ends: Sequence[tuple[str, str]]) -> ker
         if order[layer_name] <= last:
             raise ValueError(f"Stage '{stage}' ends before the stage preceding it.")
         last = order[layer_name]
-    setattr(model, _ATTR, tuple((str(s), str(n)) for s, n in stage_ends))
+    ends = tuple((str(s), str(n)) for s, n in stage_ends)
+    setattr(model, _ATTR, ends)
+    _BY_LAYER_NAMES[_layer_names(model)] = ends
     return model
 
 
@@ -70,3 +114,18 @@ def stage_output(model: keras.Model, stage: str) -> keras.KerasTensor:
             f"Its stages: {', '.join(stage_names(model)[:-1])}."
         )
     return model.get_layer(ends[stage]).output
+
+
+class _CallableModule(types.ModuleType):
+    """``kimnet.models.stages`` names both this module and the function :func:`stages`.
+
+    Python binds a package's attribute to a submodule once it is imported, so the
+    package cannot keep the function under the module's name; calling the module
+    calls the function (``kimnet.models.stages(model)``).
+    """
+
+    def __call__(self, model: keras.Model) -> dict[str, list[keras.layers.Layer]]:
+        return stages(model)
+
+
+sys.modules[__name__].__class__ = _CallableModule

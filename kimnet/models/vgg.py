@@ -12,17 +12,15 @@ so their parameter counts match torchvision's ``vgg*_bn``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Sequence
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
 from kimnet.models import common
-from kimnet.models import weights as weights_lib
 from kimnet.models.alexnet import flatten_head, require_fixed_size
-from kimnet.models.registry import register
-from kimnet.models.stages import set_stages
 
 # Convolutions per block for each depth (the paper's configurations A, B, D, E).
 _CONVS_PER_BLOCK = {
@@ -32,8 +30,6 @@ _CONVS_PER_BLOCK = {
     19: (2, 2, 4, 4, 4),
 }
 _FILTERS = (64, 128, 256, 512, 512)
-# Keras Applications publishes ImageNet weights for these depths (plain form only).
-_KERAS_APPLICATIONS = {16: "VGG16", 19: "VGG19"}
 # Five 2x2 poolings need 32 px; small_input drops the last one, so 16 px suffice.
 _MIN_SIZE = 32
 _MIN_SIZE_SMALL = 16
@@ -48,7 +44,7 @@ def _block(
         conv_name = f"block{block}_conv{index}"
         if batch_norm:
             x = layers.Conv2D(filters, 3, padding="same", name=conv_name)(x)
-            x = layers.BatchNormalization(name=f"{conv_name}_bn", **_BN)(x)
+            x = common.batch_norm(name=f"{conv_name}_bn", **_BN)(x)
             x = layers.ReLU(name=f"{conv_name}_relu")(x)
         else:
             x = layers.Conv2D(filters, 3, activation="relu", padding="same", name=conv_name)(x)
@@ -57,24 +53,27 @@ def _block(
     return x
 
 
-def _register_variants(builder: Callable[..., keras.Model]) -> Callable[..., keras.Model]:
-    """Registers the eight variants: vgg11 ... vgg19, plain and with batch norm."""
-    for depth in (11, 13, 16, 19):
-        for batch_norm in (False, True):
-            builder = register(
-                f"vgg{depth}_bn" if batch_norm else f"vgg{depth}",
-                family="vgg",
-                default_size=224,
-                min_size=_MIN_SIZE,
-                normalization="caffe",
-                imagenet=depth in _KERAS_APPLICATIONS and not batch_norm,
-                depth=depth,
-                batch_norm=batch_norm,
-            )(builder)
-    return builder
+def _body(
+    img_input: keras.KerasTensor, *, depth: int, batch_norm: bool, small_input: bool
+) -> common.Features:
+    """Five blocks; ``small_input`` leaves out the last pooling."""
+    x = img_input
+    stage_ends = []
+    stage_names = ("stem", "stage1", "stage2", "stage3", "stage4")
+    blocks = zip(_CONVS_PER_BLOCK[depth], _FILTERS, strict=True)
+    for block, (convs, filters) in enumerate(blocks, start=1):
+        x = _block(
+            x,
+            block=block,
+            convs=convs,
+            filters=filters,
+            batch_norm=batch_norm,
+            pool=not (small_input and block == 5),
+        )
+        stage_ends.append((stage_names[block - 1], x))
+    return common.Features(x, stage_ends)
 
 
-@_register_variants
 def VGG(
     include_top: bool = True,
     weights: str | None = None,
@@ -127,73 +126,36 @@ def VGG(
     if depth not in _CONVS_PER_BLOCK:
         raise InputError(f"depth must be one of {sorted(_CONVS_PER_BLOCK)}, got {depth!r}.")
     model_name = f"vgg{depth}_bn" if batch_norm else f"vgg{depth}"
-    published = depth in _KERAS_APPLICATIONS and not batch_norm
-    common.check_arguments(
-        name=model_name,
-        include_top=include_top,
-        weights=weights,
-        pooling=pooling,
-        classes=classes,
-        imagenet=published,
-    )
-    img_input = common.resolve_input(
-        name=model_name,
-        input_tensor=input_tensor,
-        input_shape=input_shape,
-        default_size=224,
-        min_size=_MIN_SIZE_SMALL if small_input else _MIN_SIZE,
-    )
-    if include_top:
-        require_fixed_size(
-            img_input, name=model_name, reason="with include_top=True (flatten head)"
-        )
-        if weights == "imagenet" and (small_input or tuple(img_input.shape[1:3]) != (224, 224)):
+
+    def body(img_input: keras.KerasTensor) -> common.Features:
+        if include_top:
+            require_fixed_size(
+                img_input, name=model_name, reason="with include_top=True (flatten head)"
+            )
+        size = tuple(img_input.shape[1:3])
+        if include_top and weights == "imagenet" and (small_input or size != (224, 224)):
             raise InputError(
                 f"weights='imagenet' with include_top=True needs 224x224 inputs and "
-                f"small_input=False (the size fc1 was trained at), got "
-                f"{tuple(img_input.shape[1:3])} with small_input={small_input}. Use "
-                f"include_top=False for other sizes."
+                f"small_input=False (the size fc1 was trained at), got {size} with "
+                f"small_input={small_input}. Use include_top=False for other sizes."
             )
+        return _body(img_input, depth=depth, batch_norm=batch_norm, small_input=small_input)
 
-    x = img_input
-    stage_ends = []
-    stage_names = ("stem", "stage1", "stage2", "stage3", "stage4")
-    blocks = zip(_CONVS_PER_BLOCK[depth], _FILTERS, strict=True)
-    for block, (convs, filters) in enumerate(blocks, start=1):
-        x = _block(
-            x,
-            block=block,
-            convs=convs,
-            filters=filters,
-            batch_norm=batch_norm,
-            pool=not (small_input and block == 5),
-        )
-        stage_ends.append((stage_names[block - 1], common.layer_name(x)))
-
-    x = flatten_head(
-        x,
-        include_top=include_top,
-        pooling=pooling,
-        classes=classes,
-        classifier_activation=classifier_activation,
-        dropout_rate=dropout_rate,
-    )
-    model = keras.Model(common.model_inputs(img_input, input_tensor), x, name=name or model_name)
-    set_stages(model, stage_ends)
-
-    def reference() -> keras.Model:
-        application = getattr(keras.applications, _KERAS_APPLICATIONS[depth])
-        return application(
-            include_top=include_top,
-            weights="imagenet",
-            # Without the top the weights do not depend on the size: build size-free so
-            # small inputs (which Keras Applications rejects) still get the weights.
-            input_shape=tuple(img_input.shape[1:])
-            if include_top
-            else (None, None, img_input.shape[-1]),
-            pooling=pooling,
+    return common.build(
+        model_name,
+        common.Arguments(
+            include_top, weights, input_tensor, input_shape, pooling, classes, classifier_activation
+        ),
+        body,
+        min_size=_MIN_SIZE_SMALL if small_input else None,
+        top=functools.partial(
+            flatten_head,
             classes=classes,
             classifier_activation=classifier_activation,
-        )
-
-    return weights_lib.load(model, weights, reference=reference if published else None)
+            dropout_rate=dropout_rate,
+        ),
+        # Without the top the weights do not depend on the size: the reference is built
+        # size-free so small inputs (which Keras Applications rejects) still get them.
+        reference_args={} if include_top else {"input_shape": (None, None, 3)},
+        name=name,
+    )

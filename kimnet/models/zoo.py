@@ -19,25 +19,26 @@ transposed convolutions, ``EinsumDense`` and attention (``MultiHeadAttention``),
 and any layer type not listed above. These are small for convolutional networks;
 the figures match the papers' "multiply-adds" (MobileNetV2 ~300M, ResNet50 ~4.1G at 224 px).
 
-Command line (``make models``)::
-
-    python -m kimnet.models [--size N] [names...]
+Command line (``make models``): ``python -m kimnet.models --details [--size N] [names...]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import keras
 from keras import layers
 
 from kimnet.errors import InputError
-from kimnet.models import registry
-from kimnet.models.stages import HEAD, stage_names
+from kimnet.models import keras_internals, registry
+from kimnet.models.common import count_params
+from kimnet.models.listing import format_table
+from kimnet.models.stages import stage_names
+
+__all__ = ["count_macs", "describe", "describe_model", "format_table", "layer_macs"]
 
 
 def _positions(shape: Sequence[int | None]) -> int:
@@ -55,22 +56,10 @@ def _kernel_size(layer: keras.layers.Layer, attribute: str) -> int:
     return math.prod(getattr(layer, attribute).shape)
 
 
-def _node_output_shapes(layer: keras.layers.Layer) -> list[tuple]:
-    """Output shape of each call of ``layer`` in the graphs it was built in."""
-    nodes = getattr(layer, "_inbound_nodes", None)
-    if nodes:
-        return [tuple(node.output_tensors[0].shape) for node in nodes]
-    return [tuple(layer.output.shape)]
-
-
-def _calls(layer: keras.layers.Layer) -> int:
-    return max(1, len(getattr(layer, "_inbound_nodes", None) or ()))
-
-
 def layer_macs(layer: keras.layers.Layer) -> int:
     """Multiply-adds of every call of one layer (0 for layers that are not counted)."""
     if isinstance(layer, keras.Model):
-        return count_macs(layer) * _calls(layer)
+        return count_macs(layer) * max(1, len(keras_internals.call_output_shapes(layer)))
     if isinstance(layer, layers.SeparableConv1D | layers.SeparableConv2D):
         per_position = _kernel_size(layer, "depthwise_kernel") + _kernel_size(
             layer, "pointwise_kernel"
@@ -85,7 +74,9 @@ def layer_macs(layer: keras.layers.Layer) -> int:
         per_position = _kernel_size(layer, "kernel")
     else:
         return 0
-    return sum(per_position * _positions(shape) for shape in _node_output_shapes(layer))
+    return sum(
+        per_position * _positions(shape) for shape in keras_internals.call_output_shapes(layer)
+    )
 
 
 def count_macs(model: keras.Model) -> int:
@@ -96,16 +87,12 @@ def count_macs(model: keras.Model) -> int:
     return sum(layer_macs(layer) for layer in model.layers)
 
 
-def _count_params(weights: Iterable[keras.Variable]) -> int:
-    return sum(math.prod(w.shape) for w in weights)
-
-
 def describe_model(model: keras.Model) -> dict[str, Any]:
     """Measurements of an already built model (no registry metadata)."""
-    total = _count_params(model.weights)
+    total, trainable = count_params(model)
     return {
         "params": total,
-        "trainable_params": _count_params(model.trainable_weights),
+        "trainable_params": trainable,
         "macs": count_macs(model),
         "stages": stage_names(model),
     }
@@ -163,83 +150,3 @@ def describe(name: str | None = None, input_size: int | None = None) -> list[dic
             gc.collect()
         rows.append(row)
     return rows
-
-
-def _human(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return str(value)
-
-
-def _stages_text(names: list[str]) -> str:
-    """``stem,stage1-stage5,head`` when the stages are numbered, else the full list."""
-    numbered = [n for n in names if n.startswith("stage") and n[5:].isdigit()]
-    if not names:
-        return "-"
-    if numbered and numbered == [f"stage{i}" for i in range(1, len(numbered) + 1)]:
-        parts = [n for n in names if n not in numbered]
-        span = numbered[0] if len(numbered) == 1 else f"{numbered[0]}-{numbered[-1]}"
-        head = [p for p in parts if p != HEAD]
-        return ",".join([*head, span] + ([HEAD] if HEAD in parts else []))
-    return ",".join(names)
-
-
-_COLUMNS = (
-    ("model", lambda r: r["name"]),
-    ("family", lambda r: r["family"]),
-    ("params", lambda r: f"{r['params']:,}" if r["params"] is not None else "-"),
-    ("trainable", lambda r: f"{r['trainable_params']:,}" if r["params"] is not None else "-"),
-    ("MACs", lambda r: _human(r["macs"])),
-    ("at px", lambda r: str(r["input_size"])),
-    ("default px", lambda r: str(r["default_size"])),
-    ("min px", lambda r: str(r["min_size"])),
-    ("norm", lambda r: r["normalization"]),
-    ("imagenet", lambda r: "yes" if r["imagenet"] else "no"),
-    ("stages", lambda r: _stages_text(r["stages"]) if not r.get("error") else r["error"]),
-)
-
-
-def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The rows of :func:`describe` as an aligned plain-text table (numbers right-aligned)."""
-    header = [title for title, _ in _COLUMNS]
-    cells = [[render(row) for _, render in _COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-    numeric = {"params", "trainable", "MACs", "at px", "default px", "min px"}
-
-    def line(values: list[str]) -> str:
-        parts = [
-            v.rjust(w) if title in numeric else v.ljust(w)
-            for v, w, title in zip(values, widths, header, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(c) for c in cells)])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m kimnet.models [--size N] [names...]``: prints the table."""
-    parser = argparse.ArgumentParser(
-        prog="python -m kimnet.models",
-        description="Parameters, multiply-adds and input sizes of kimnet's models.",
-    )
-    parser.add_argument("names", nargs="*", help="registered model names (default: all)")
-    parser.add_argument(
-        "--size",
-        type=int,
-        default=None,
-        help="input side in pixels for the multiply-adds (default: each model's own)",
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.names:
-            rows = [row for n in args.names for row in describe(n, args.size)]
-        else:
-            rows = describe(None, args.size)
-    except ValueError as error:
-        parser.error(str(error))
-    print(format_table(rows))
-    return 0

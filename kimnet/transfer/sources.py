@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +21,8 @@ import numpy as np
 
 from kimnet.errors import InputError
 from kimnet.models import registry
+from kimnet.models import weights as weights_lib
+from kimnet.models.common import count_params
 from kimnet.models.stages import HEAD
 from kimnet.models.stages import stages as stage_map
 
@@ -88,49 +90,36 @@ def check_run_architecture(
     return source_args
 
 
-def _snake_case(class_name: str) -> str:
-    """``BatchNormalization`` -> ``batch_normalization``, as Keras names saved layers."""
-    name = re.sub(r"\W+", "", class_name)
-    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
-
-
-def saved_layer_keys(model: keras.Model) -> dict[str, str]:
-    """``{layer name: its group in a .weights.h5 file}``.
-
-    Keras 3 stores a functional model's layers under their class names numbered
-    in layer order (``conv2d``, ``conv2d_1``, ...), not under the layer names, so
-    a layer's group is found by its class and its rank among layers of that class.
-    """
-    seen: dict[str, int] = {}
-    keys = {}
-    for layer in model.layers:
-        base = _snake_case(type(layer).__name__)
-        rank = seen.get(base, -1) + 1
-        seen[base] = rank
-        keys[layer.name] = base if rank == 0 else f"{base}_{rank}"
-    return keys
+def _is_float(variable: keras.Variable) -> bool:
+    return np.issubdtype(np.dtype(keras.backend.standardize_dtype(variable.dtype)), np.floating)
 
 
 def _file_values(path: Path, model: keras.Model) -> Callable[[str], list[np.ndarray] | None]:
+    """Reads a ``.weights.h5`` file into a clone of ``model`` through Keras' own loading.
+
+    Keras matches a file's weights to layers by its own rules, so the clone is filled
+    with NaN first and loaded with ``skip_mismatch=True``: a layer still holding NaN
+    afterwards had no weights of its shapes in the file.
+    """
     try:
-        handle = h5py.File(path, "r")
+        with h5py.File(path, "r") as handle:
+            if "layers" not in handle:
+                raise InputError(f"'{path}' is not a Keras 3 .weights.h5 file (no 'layers' group).")
     except OSError as error:
         raise InputError(f"'{path}' is not a Keras .weights.h5 file ({error}).") from error
-    with handle:
-        if "layers" not in handle:
-            raise InputError(f"'{path}' is not a Keras 3 .weights.h5 file (no 'layers' group).")
-        stored = {}
-        for name, group in handle["layers"].items():
-            variables = group.get("vars")
-            if variables is not None and len(variables):
-                stored[name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-    keys = saved_layer_keys(model)
-
-    def values_of(layer_name: str) -> list[np.ndarray] | None:
-        return stored.get(keys[layer_name])
-
-    return values_of
+    reader = keras.models.clone_model(model)
+    for variable in reader.weights:
+        if _is_float(variable):
+            variable.assign(np.full(variable.shape, np.nan, dtype="float32"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # one warning per skipped layer
+        reader.load_weights(str(path), skip_mismatch=True)
+    loaded = {
+        layer.name: layer.get_weights()
+        for layer in reader.layers
+        if layer.weights and not any(np.isnan(v).any() for v in layer.get_weights())
+    }
+    return loaded.get
 
 
 def _copy(
@@ -140,25 +129,15 @@ def _copy(
 
     ``new_head``: the head keeps its fresh initialisation even where the source fits it.
     """
-    report = LoadReport(source=source)
     head = {layer.name for layer in stage_map(model)[HEAD]}
-    missing = []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        values = None if new_head and layer.name in head else values_of(layer.name)
-        expected = [tuple(w.shape) for w in layer.weights]
-        size = int(sum(np.prod(s) for s in expected))
-        if values is not None and [tuple(v.shape) for v in values] == expected:
-            layer.set_weights(values)
-            report.loaded_layers += 1
-            report.loaded_parameters += size
-            continue
-        report.initialised_layers.append(layer.name)
-        report.initialised_parameters += size
-        if layer.name not in head:
-            found = "absent" if values is None else f"shapes {[tuple(v.shape) for v in values]}"
-            missing.append(f"'{layer.name}' (needs {expected}, source: {found})")
+    result = weights_lib.copy_matching(values_of, model, skip=head if new_head else ())
+    report = LoadReport(source=source)
+    sizes = {layer.name: count_params(layer)[0] for layer in model.layers}
+    report.loaded_layers = len(result.copied)
+    report.loaded_parameters = sum(sizes[name] for name in result.copied)
+    report.initialised_layers = list(result.missing)
+    report.initialised_parameters = sum(sizes[name] for name in result.missing)
+    missing = [f"'{name}' ({why})" for name, why in result.missing.items() if name not in head]
     if missing:
         raise InputError(
             f"{source} does not fit {model.name}: {len(missing)} backbone layers have no "
@@ -207,10 +186,5 @@ def load_imagenet(
             f"Could not get the ImageNet weights of {spec.name} ({error}). They are downloaded "
             f"by Keras Applications into ~/.keras/models on first use."
         ) from error
-    by_name = {layer.name: layer for layer in reference.layers}
-
-    def values_of(name: str):
-        layer = by_name.get(name)
-        return layer.get_weights() if layer is not None and layer.weights else None
-
+    values_of = weights_lib.values_by_name(reference)
     return _copy(model, values_of, f"ImageNet weights of {spec.name}", new_head=True)
