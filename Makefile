@@ -34,7 +34,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 LOGDIR ?= runs
 
-.PHONY: help install data test test-slow lint format train train-multiworker finetune tensorboard models bench \
+.PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
 	bench-serve serve transfer-study compare-architectures clean
 
 help:
@@ -43,7 +43,6 @@ help:
 	@echo "make train MODEL=name     train on DATASET (fashion_mnist), log to runs/, export to savedmodels/"
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= QUICK=1 CONFIG=file.py|runs/<name>"
 	@echo "   ARGS='--config.section.field=value ...' (python pipelines/train.py --help lists the fields)"
-	@echo "make train-multiworker WORKERS=2  the same run over N worker processes (multi-worker)"
 	@echo "make finetune FROM=...     fine-tune from a run (runs/<name>), imagenet or a .weights.h5"
 	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn, NEW_HEAD=1"
 	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1, MODELS=a,b)"
@@ -86,11 +85,6 @@ format: $(PY)
 
 train: $(PY)
 	$(PY) pipelines/train.py $(train_flags)
-
-# One run over WORKERS processes on this machine (tf.distribute multi-worker).
-WORKERS ?= 2
-train-multiworker: $(PY)
-	$(PY) -m kimnet.commands.multiworker --workers=$(WORKERS) -- $(train_flags)
 
 finetune: $(PY)
 	@test -n "$(FROM)" || { echo "error: make finetune needs FROM=runs/<name>, imagenet or a .weights.h5 file." >&2; exit 2; }

@@ -29,7 +29,7 @@ from ml_collections import config_dict
 from kimnet.errors import InputError
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored", "multi_worker")
+STRATEGIES = ("default", "mirrored")
 OPTIMIZERS = ("adamw", "sgd")
 SMALL_INPUT = ("auto", "true", "false")
 # Below this image size `model.small_input=auto` switches on a family's small-input stem.

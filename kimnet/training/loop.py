@@ -95,76 +95,36 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
     :class:`~kimnet.errors.TrainingStopped` after SIGINT/SIGTERM (state saved).
     """
     config = finetune.resolve(experiment.validate(config))
-    # First: a multi-worker strategy must exist before TensorFlow runs any op.
-    strategy = make_strategy(config.runtime.strategy)
-    places = destinations(config, strategy)
+    run_dir, export_root = check_destinations(config)
     with _dtype_policy(config.runtime.precision):
         keras.utils.set_random_seed(config.runtime.seed)
         splits = load_data(config, splits)
+        strategy = make_strategy(config.runtime.strategy)
         with strategy.scope():
             model, loaded = build_model(config, splits.info)
         check_batch_size(config, model, splits.info)
         phases = finetune.phases(config, model)
         batches = make_batches(config, splits, model)
-        with state.run_lock(places.write_dir), state.stop_requests() as stop:
-            resumed = prepare_run_dir(places, config)
+        with state.run_lock(run_dir), state.stop_requests() as stop:
+            resumed = prepare_run_dir(run_dir, config)
             if resumed is None:
                 images, labels = _sample(config, splits)
-                cb.write_image_grid(str(places.write_dir / "tensorboard" / "train"), images, labels)
+                cb.write_image_grid(str(run_dir / "tensorboard" / "train"), images, labels)
             start = time.perf_counter()
-            progress = fit(model, config, phases, batches, strategy, places, resumed, stop)
+            progress = fit(model, config, phases, batches, strategy, run_dir, resumed, stop)
             wall = time.perf_counter() - start
-            end_early(progress.checkpointer, config, places.write_dir)
+            end_early(progress.checkpointer, config, run_dir)
             test = evaluate(model, batches, config)
             # The last checkpoint holds the statistics the test used, like the export.
-            with fileio.atomic_path(places.write_dir / "checkpoints" / state.LAST) as tmp:
+            with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
                 model.save_weights(str(tmp))
-            version_dir = export_model(model, config, splits.info, places.export_root)
+            version_dir = export_model(model, config, splits.info, export_root)
             metrics = _metrics(config, splits.info, model, batches, progress, test, wall)
             metrics.export_dir = str(version_dir) if version_dir else None
             metrics.loaded = loaded.to_dict() if loaded else None
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
-            write_results(places.write_dir, metrics)
-            if not places.chief and version_dir is not None:
-                shutil.rmtree(places.export_root, ignore_errors=True)  # the chief's is the one
-    return RunResult(run_dir=places.run_dir, export_dir=version_dir, metrics=metrics, model=model)
-
-
-@dataclasses.dataclass(frozen=True)
-class Places:
-    """Where a run lives and where this process writes.
-
-    The chief (the only process, unless the strategy is ``multi_worker``) writes the run
-    directory and the export. Every other worker writes the same files into a folder of
-    its own, ``<workdir>/.workers/<run>/worker-<id>/``, as TensorFlow's multi-worker guide
-    prescribes, and reads the chief's checkpoints to resume.
-    """
-
-    run_dir: Path
-    write_dir: Path
-    export_root: Path
-    chief: bool
-
-
-def destinations(config: ml_collections.ConfigDict, strategy: tf.distribute.Strategy) -> Places:
-    run_dir, export_root = Path(config.runtime.workdir) / experiment.run_name(config), None
-    chief, task = is_chief(strategy)
-    if chief:
-        run_dir, export_root = check_destinations(config)
-        return Places(run_dir, run_dir, export_root, True)
-    own = Path(config.runtime.workdir) / ".workers" / run_dir.name / f"worker-{task}"
-    return Places(run_dir, own, own / "savedmodels" / run_dir.name, False)
-
-
-def is_chief(strategy: tf.distribute.Strategy) -> tuple[bool, int]:
-    """Whether this process is the chief of a multi-worker cluster, and its task index."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True, 0
-    cluster = resolver.cluster_spec().as_dict()
-    if resolver.task_type == "chief":
-        return True, 0
-    return ("chief" not in cluster and resolver.task_id == 0), int(resolver.task_id)
+            write_results(run_dir, metrics)
+    return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
 
 def _metrics(config, info, model, batches, progress, test, wall) -> Metrics:
@@ -317,17 +277,9 @@ def check_batch_size(
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``default``: one device; ``mirrored``: data parallel over all local GPUs;
-    ``multi_worker``: data parallel over the machines ``TF_CONFIG`` names."""
+    """``default``: one device; ``mirrored``: data parallel over all local GPUs."""
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise InputError(
-                "config.runtime.strategy=multi_worker needs TF_CONFIG (the cluster and this "
-                "worker's task); `make train-multiworker WORKERS=2` sets it on one machine."
-            )
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
 
@@ -375,23 +327,14 @@ def make_batches(
     steps = min(steps, config.schedule.steps_per_epoch or steps)
     to_targets = _one_hot(info.num_classes, len(model.outputs))
 
-    # Several workers split each batch's examples (TFDS, folders) or the shards' files
-    # (TFRecord sources; TensorFlow falls back to examples with fewer files than workers).
-    sharding = tf.data.Options()
-    sharding.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.AUTO
-        if d.name.startswith("tfrecord:")
-        else tf.data.experimental.AutoShardPolicy.DATA
-    )
-
     def evaluation(split: str) -> tf.data.Dataset:
         ds = pipelines[split]
         if config.evaluate.max_batches:
             ds = ds.take(config.evaluate.max_batches)
-        return ds.map(to_targets).with_options(sharding)
+        return ds.map(to_targets)
 
     return Batches(
-        train=pipelines["train"].take(steps).map(to_targets).repeat().with_options(sharding),
+        train=pipelines["train"].take(steps).map(to_targets).repeat(),
         train_plain=pipelines["train_plain"],
         validation=evaluation("validation"),
         test=evaluation("test"),
@@ -426,25 +369,23 @@ def _sample(
     return images, [names[label] for _, label in picked]
 
 
-def prepare_run_dir(places: Places, config: ml_collections.ConfigDict) -> state.State | None:
+def prepare_run_dir(run_dir: Path, config: ml_collections.ConfigDict) -> state.State | None:
     """The state to resume from, or a fresh run directory holding ``config.json``."""
-    resumed = None
-    if not config.runtime.overwrite:
-        resumed = state.State.read(places.run_dir / "checkpoints")  # the chief's
+    checkpoints = run_dir / "checkpoints"
+    resumed = None if config.runtime.overwrite else state.State.read(checkpoints)
     if resumed is not None:
         print(
-            f"Resuming {places.run_dir} after epoch {resumed.epoch}"
+            f"Resuming {run_dir} after epoch {resumed.epoch}"
             + (f", step {resumed.step}" if resumed.step else "")
-            + f" ({places.run_dir / 'checkpoints' / state.LAST}).",
+            + f" ({checkpoints / state.LAST}).",
             flush=True,
         )
-    if resumed is not None and places.chief:
         return resumed
-    if places.write_dir.exists():  # overwrite, killed before a checkpoint, or a worker's
-        shutil.rmtree(places.write_dir)
-    (places.write_dir / "checkpoints").mkdir(parents=True)
-    fileio.write_text_atomic(places.write_dir / experiment.CONFIG_FILE, experiment.to_json(config))
-    return resumed
+    if run_dir.exists():  # overwrite, or killed before its first checkpoint
+        shutil.rmtree(run_dir)
+    checkpoints.mkdir(parents=True)
+    fileio.write_text_atomic(run_dir / experiment.CONFIG_FILE, experiment.to_json(config))
+    return None
 
 
 def compile_for_phase(
@@ -520,18 +461,17 @@ def fit(
     phases: list[finetune.Phase],
     batches: Batches,
     strategy: tf.distribute.Strategy,
-    places: Places,
+    run_dir: Path,
     resumed: state.State | None,
     stop: state.StopRequest,
 ) -> Progress:
     """Trains phase after phase from where ``resumed`` left off, until done or stopped."""
-    run_dir = places.write_dir
-    checkpoints = places.run_dir / "checkpoints"  # the chief's, to resume from
+    checkpoints = run_dir / "checkpoints"
     val_key = "val_top1" if len(model.outputs) == 1 else "val_predictions_top1"
     begin = resumed or state.State()
-    checkpointer = state.Checkpointer(run_dir / "checkpoints", val_key, stop, begin)
+    checkpointer = state.Checkpointer(checkpoints, val_key, stop, begin)
     stats, callbacks = make_callbacks(model, config, batches, run_dir, checkpointer)
-    progress = Progress(stats, checkpointer, records=_earlier_records(places.run_dir, resumed))
+    progress = Progress(stats, checkpointer, records=_earlier_records(run_dir, resumed))
     current = {"phase": 1}
     if len(phases) > 1:  # a `phase` curve in TensorBoard, logged before TensorBoard runs
         callbacks.insert(
