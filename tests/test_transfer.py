@@ -16,7 +16,7 @@ from kimnet.data import DatasetInfo, Splits
 from kimnet.models.stages import set_stages
 from kimnet.studies import study, transfer_methods
 from kimnet.training.optim import ScaledSGD
-from kimnet.transfer import cut_after, freezing, sources, subsets, unfreezing
+from kimnet.transfer import cut_after, freezing, pretrained, subsets, unfreezing
 from kimnet.transfer.finetune import resolve, stage_lr_multipliers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +203,7 @@ def test_loading_a_weights_file_replaces_only_a_head_of_another_size(tmp_path):
         input_shape=(32, 32, 3), classes=3, small_input=True, alpha=0.35
     )
     fresh_head = target.get_layer("predictions").get_weights()
-    report = sources.load_file(target, path)
+    report = pretrained.load_file(target, path)
     assert report.initialised_layers == ["predictions"]
     assert report.initialised_parameters == 1280 * 3 + 3
     assert report.loaded_layers == sum(1 for layer in target.layers if layer.weights) - 1
@@ -219,15 +219,17 @@ def test_loading_a_weights_file_replaces_only_a_head_of_another_size(tmp_path):
     same_size = kimnet.models.get("mobilenetv2")(
         input_shape=(32, 32, 3), classes=5, small_input=True, alpha=0.35
     )
-    assert sources.load_file(same_size, path).initialised_layers == []
-    assert sources.load_file(same_size, path, new_head=True).initialised_layers == ["predictions"]
+    assert pretrained.load_file(same_size, path).initialised_layers == []
+    assert pretrained.load_file(same_size, path, new_head=True).initialised_layers == [
+        "predictions"
+    ]
 
     with pytest.raises(ValueError, match="does not fit resnet18.*backbone layers"):
-        sources.load_file(build("resnet18"), path)
+        pretrained.load_file(build("resnet18"), path)
     with pytest.raises(ValueError, match="does not fit.*other model arguments"):
-        sources.load_file(build("mobilenetv2", alpha=0.5), path)
+        pretrained.load_file(build("mobilenetv2", alpha=0.5), path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        sources.load_file(target, tmp_path / "missing.weights.h5")
+        pretrained.load_file(target, tmp_path / "missing.weights.h5")
 
 
 def _fake_run(root: Path, model: str = "mobilenetv2", weights: Path | None = None) -> Path:
@@ -255,7 +257,7 @@ def test_init_from_a_run_loads_it_and_bad_runs_are_refused(tmp_path):
     config = resolved(init_from=str(run))
     assert config.model.args == "alpha=0.35"  # the run's model and arguments
     target = build("mobilenetv2", classes=7, alpha=0.35)
-    report = sources.load_run(target, run)
+    report = pretrained.load_run(target, run)
     assert report.initialised_layers == ["predictions"] and "run '" in report.source
 
     with pytest.raises(ValueError, match="is not a kimnet run directory"):
@@ -330,13 +332,13 @@ def test_transfer_study_rows_and_report_helpers(tmp_path):
 def test_imagenet_source_errors_are_clear():
     model = build("resnet18")
     with pytest.raises(ValueError, match="No ImageNet weights .* for resnet18.*mobilenet"):
-        sources.load_imagenet(model, kimnet.models.get("resnet18"), lambda: model)
+        pretrained.load_imagenet(model, kimnet.models.get("resnet18"), lambda: model)
 
     def offline():
         raise OSError("URL fetch failure")
 
     with pytest.raises(ValueError, match="Could not get the ImageNet weights of mobilenetv2"):
-        sources.load_imagenet(
+        pretrained.load_imagenet(
             build("mobilenetv2", alpha=0.35), kimnet.models.get("mobilenetv2"), offline
         )
     # Copying by name from a reference that has the weights: everything but the head loads.
@@ -344,7 +346,7 @@ def test_imagenet_source_errors_are_clear():
     target = kimnet.models.get("mobilenetv2")(
         input_shape=(32, 32, 3), classes=5, small_input=True, alpha=0.35
     )
-    report = sources.load_imagenet(target, kimnet.models.get("mobilenetv2"), lambda: reference)
+    report = pretrained.load_imagenet(target, kimnet.models.get("mobilenetv2"), lambda: reference)
     assert report.initialised_layers == ["predictions"]
     np.testing.assert_array_equal(
         target.get_layer("Conv1").get_weights()[0], reference.get_layer("Conv1").get_weights()[0]

@@ -23,7 +23,7 @@ import tensorflow as tf
 import kimnet.models
 from kimnet import experiment
 from kimnet.training import train
-from kimnet.transfer import sources, subsets
+from kimnet.transfer import pretrained, subsets
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = {"classes": "5-9", "train_examples": 200, "validation_examples": 64, "test_examples": 500}
@@ -88,7 +88,7 @@ def test_frozen_weights_are_bit_identical_and_unfrozen_ones_moved(runs):
     reference = kimnet.models.get("mobilenetv2")(
         input_shape=(32, 32, 3), classes=5, small_input=True, alpha=0.35
     )
-    sources.load_run(reference, source.run_dir)
+    pretrained.load_run(reference, source.run_dir)
     moved = {}
     for stage, layers in kimnet.models.stages(model).items():
         for layer in layers:

@@ -27,6 +27,7 @@ from keras import layers
 from kimnet.errors import InputError
 from kimnet.models import registry
 from kimnet.models import weights as weights_lib
+from kimnet.models.batch_norm import BatchNormalization
 from kimnet.models.stages import StagedModel, set_stages
 
 POOLINGS = (None, "avg", "max")
@@ -179,8 +180,9 @@ def _stage_layer_names(
 
 
 def batch_norm(*, name: str, epsilon: float = 1e-3, momentum: float = 0.99) -> keras.layers.Layer:
-    """The batch normalisation layer of every kimnet builder (Keras' defaults)."""
-    return layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
+    """The batch normalisation layer of every kimnet builder: Keras' own on other backends,
+    TensorFlow's fused kernel on TensorFlow (same weights, names and results)."""
+    return BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
 
 
 def count_params(layer: keras.layers.Layer) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from kimnet.errors import InputError
 if TYPE_CHECKING:
     import keras
 
-# Input normalisations a model can ask for (applied by kimnet.data.preprocess and
+# Input normalisations a model can ask for (applied by kimnet.data.pipeline.normalize and
 # inside exported models, never by the model itself):
 #   "tf"    -> [-1, 1]                       (MobileNet, Inception)
 #   "torch" -> ImageNet mean/std on [0, 1]   (DenseNet, the PyTorch-reference families)

@@ -21,9 +21,10 @@ import ml_collections
 
 from kimnet import experiment, models
 from kimnet.errors import InputError
-from kimnet.models.stages import HEAD, set_stages, stage_names, stage_output
+from kimnet.models.common import classifier_head
+from kimnet.models.stages import HEAD, StagedModel, stage_names, stage_output
 from kimnet.models.stages import stages as stage_map
-from kimnet.transfer import freezing, sources, unfreezing
+from kimnet.transfer import freezing, pretrained, unfreezing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +82,10 @@ def source_run(run_dir: str) -> ml_collections.ConfigDict:
             f"config.transfer.init_from='{run_dir}' is not a kimnet run directory (no "
             f"{experiment.CONFIG_FILE})."
         )
-    if not (path / sources.RUN_WEIGHTS).is_file():
+    if not (path / pretrained.RUN_WEIGHTS).is_file():
         raise InputError(
-            f"config.transfer.init_from='{run_dir}' has no final weights ({sources.RUN_WEIGHTS}); "
-            "did the run finish?"
+            f"config.transfer.init_from='{run_dir}' has no final weights "
+            f"({pretrained.RUN_WEIGHTS}); did the run finish?"
         )
     return experiment.load(str(path))
 
@@ -100,7 +101,7 @@ def load_source(
     model: keras.Model,
     config: ml_collections.ConfigDict,
     class_names: tuple[str, ...],
-) -> sources.LoadReport | None:
+) -> pretrained.LoadReport | None:
     """Loads the weights ``config.transfer`` names into ``model``; prints what it did."""
     t = config.transfer
     spec = models.get(config.model.name)
@@ -113,7 +114,7 @@ def load_source(
                 "new head.",
                 flush=True,
             )
-        report = sources.load_run(model, t.init_from, new_head=new_head)
+        report = pretrained.load_run(model, t.init_from, new_head=new_head)
     elif t.weights == "imagenet":
 
         def reference() -> keras.Model:
@@ -125,9 +126,9 @@ def load_source(
                 **builder_args(config),
             )
 
-        report = sources.load_imagenet(model, spec, reference)
+        report = pretrained.load_imagenet(model, spec, reference)
     elif t.weights:
-        report = sources.load_file(model, t.weights, new_head=t.new_head)
+        report = pretrained.load_file(model, t.weights, new_head=t.new_head)
     else:
         return None
     print(report.summary(), flush=True)
@@ -154,18 +155,15 @@ def cut_after(model: keras.Model, stage: str, num_classes: int, dropout: float) 
             f"config.transfer.features_from='{stage}': {model.name} has no such stage. Its "
             f"stages: {', '.join(names)}."
         )
-    x = stage_output(model, stage)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout > 0:
-        x = keras.layers.Dropout(dropout, name="top_dropout")(x)
-    outputs = keras.layers.Dense(
-        num_classes, activation="softmax", dtype="float32", name="predictions"
-    )(x)
-    cut = keras.Model(model.inputs, outputs, name=f"{model.name}_to_{stage}")
     kept = names[: names.index(stage) + 1]
     grouped = stage_map(model)
-    set_stages(cut, [(s, grouped[s][-1].name) for s in kept])
-    return cut
+    outputs = classifier_head(stage_output(model, stage), classes=num_classes, dropout_rate=dropout)
+    return StagedModel(
+        model.inputs,
+        outputs,
+        name=f"{model.name}_to_{stage}",
+        stage_ends=[(s, grouped[s][-1].name) for s in kept],
+    )
 
 
 def phases(config: ml_collections.ConfigDict, model: keras.Model) -> list[Phase]:

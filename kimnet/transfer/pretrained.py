@@ -10,7 +10,6 @@ fit the architecture and loading fails before any training, with the reason.
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -49,45 +48,6 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def read_run(run_dir: str | Path) -> dict:
-    """The config.json of the kimnet run ``run_dir``; fails when it is not a finished run."""
-    path = Path(run_dir).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"--init_from: no run directory '{path}'.")
-    config_path = path / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(
-            f"--init_from: '{path}' is not a kimnet run (it has no config.json); pass "
-            f"runs/<name> of a finished `make train` run."
-        )
-    if not (path / RUN_WEIGHTS).is_file():
-        raise FileNotFoundError(
-            f"--init_from: run '{path}' has no {RUN_WEIGHTS}; it did not finish training."
-        )
-    return json.loads(config_path.read_text())
-
-
-def check_run_architecture(
-    source: dict, run_dir: str | Path, model: str, model_args: dict
-) -> dict[str, object]:
-    """The model arguments to build with: the run's unless ``model_args`` are given.
-
-    Raises ``InputError`` when the run trained another architecture.
-    """
-    if registry.get(source["model"]).name != registry.get(model).name:
-        raise InputError(
-            f"--init_from: run '{run_dir}' trained {source['model']}, not {model}. Pass "
-            f"--model={source['model']}, or a run of {model}."
-        )
-    source_args = dict(source.get("model_args") or {})
-    if model_args and model_args != source_args:
-        raise InputError(
-            f"--init_from: run '{run_dir}' built {model} with {source_args or 'no arguments'}, "
-            f"not {model_args}; drop --model_arg to use the run's."
-        )
-    return source_args
 
 
 def _is_float(variable: keras.Variable) -> bool:
@@ -160,8 +120,8 @@ def load_file(
 
 
 def load_run(model: keras.Model, run_dir: str | Path, *, new_head: bool = False) -> LoadReport:
-    """Loads the final weights of the kimnet run ``run_dir``."""
-    read_run(run_dir)
+    """Loads the final weights of the kimnet run ``run_dir`` (checked by
+    :func:`kimnet.transfer.finetune.source_run`)."""
     return load_file(
         model, Path(run_dir).expanduser() / RUN_WEIGHTS, f"run '{run_dir}'", new_head=new_head
     )
