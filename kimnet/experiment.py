@@ -292,7 +292,8 @@ def _check_together(config: ml_collections.ConfigDict) -> None:
     spec = _known(lambda: registry.get(config.model.name), "model.name", config.model.name)
     config.model.name = spec.name  # the registry's spelling, also in run names
     _known(lambda: augment.parse(config.augment.ops), "augment.ops", config.augment.ops)
-    _known(lambda: model_args(config), "model.args", config.model.args)
+    args = _known(lambda: model_args(config), "model.args", config.model.args)
+    _check_builder_arguments(spec, args, config.model.args)
     t = config.transfer
     if t.weights and t.init_from:
         raise InputError(
@@ -315,6 +316,37 @@ def _check_together(config: ml_collections.ConfigDict) -> None:
         raise InputError(
             f"Run name '{run_name(config)}' must use {problem}; set config.runtime.run_name."
         )
+
+
+# Builder arguments a run sets itself (from other fields), so model.args may not.
+_SET_BY_THE_RUN = (
+    "include_top",
+    "weights",
+    "input_tensor",
+    "input_shape",
+    "pooling",
+    "classes",
+    "classifier_activation",
+    "dropout_rate",
+    "name",
+)
+
+
+def _check_builder_arguments(spec: Any, args: dict[str, Any], text: str) -> None:
+    """Refuses ``model.args`` the model's builder does not take, listing those it does."""
+    import inspect
+
+    takes = [
+        name
+        for name in inspect.signature(spec.build_function()).parameters
+        if name not in _SET_BY_THE_RUN and name not in spec.fixed_kwargs
+    ]
+    for key in args:
+        if key not in takes:
+            raise InputError(
+                f"config.model.args={text!r}: {spec.name} takes no argument '{key}' here. "
+                f"Its arguments: {', '.join(takes)}."
+            )
 
 
 def _known(call: Callable[[], Any], path: str, value: Any) -> Any:

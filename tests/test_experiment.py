@@ -76,6 +76,9 @@ def test_defaults_come_from_the_schema_and_validate():
         ({"transfer": {"freeze": "bn", "schedule": "head:1"}}, "freeze and config.transfer.sch"),
         ({"transfer": {"weights": "imagenet", "init_from": "runs/x"}}, "one source"),
         ({"model": {"args": "alpha"}}, r"config.model.args='alpha'.*key=value"),
+        ({"model": {"args": "nonsense=1"}}, r"takes no argument 'nonsense'.*Its arguments: alpha"),
+        ({"model": {"name": "resnet18", "args": "depth=50"}}, r"no argument 'depth'"),
+        ({"model": {"args": "classes=5"}}, r"no argument 'classes'"),
     ],
 )
 def test_bad_values_name_the_dotted_path(changes, message):
@@ -90,7 +93,8 @@ def test_model_names_take_the_registry_spelling():
 
 
 def test_model_args_parse_values_and_keep_lists_whole():
-    config = experiment.validate({"model": {"args": "alpha=0.5,small_input=True,k=[1, 2],v=se"}})
+    config = experiment.base()  # parsing only: validate() also checks the builder takes them
+    config.model.args = "alpha=0.5,small_input=True,k=[1, 2],v=se"
     assert experiment.model_args(config) == {
         "alpha": 0.5,
         "small_input": True,
