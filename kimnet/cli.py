@@ -202,6 +202,20 @@ def format_top(path: str, names: Sequence[str], scores: Sequence[float], top: in
     return "\n".join(lines)
 
 
+def _served_models_hint(server: str) -> str:
+    """`` Served models: a, b.`` from the server's model list, or nothing."""
+    import json
+    import urllib.request
+
+    root = server.rstrip("/").partition("/v1/models")[0]
+    try:
+        with urllib.request.urlopen(f"{root}/v1/models", timeout=10) as response:
+            names = json.load(response).get("models", [])
+    except (OSError, ValueError):
+        return ""
+    return f" Served models: {', '.join(names)}." if names else " It serves no model."
+
+
 def _predict(args: argparse.Namespace) -> int:
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
@@ -214,9 +228,14 @@ def _predict(args: argparse.Namespace) -> int:
         try:
             results = predict_images(args.server, images, model=args.model, version=args.version)
         except ServerError as error:
-            print(f"error: the server answered {error}", file=sys.stderr)
+            hint = _served_models_hint(args.server) if error.status == 404 else ""
+            print(f"error: the server at {args.server} answered {error}.{hint}", file=sys.stderr)
             return 1
-        except (OSError, ValueError) as error:
+        except OSError as error:  # urllib's URLError: refused, unknown host, timeout
+            reason = getattr(error, "reason", error)
+            print(f"error: could not reach a server at {args.server} ({reason}).", file=sys.stderr)
+            return 1
+        except ValueError as error:
             print(f"error: {error}", file=sys.stderr)
             return 1
         rows = [(r["top5_names"], r["top5_scores"]) for r in results]

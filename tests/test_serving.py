@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 
 import httpx
@@ -724,7 +725,13 @@ def test_kimnet_predict_with_a_server(server, reference, image_files, capsys):
     assert out.strip() == _expected_text(reference, image_files)
     assert any(name in out for name in reference.class_names)  # names, not indices
     assert cli.main(["predict", "--server", server.url, "--model", "nope", *paths]) == 1
-    assert "404" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "404" in err and f"Served models: {COPY}, {MODEL}." in err
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    assert cli.main(["predict", "--server", closed, "--model", MODEL, *paths]) == 1
+    assert capsys.readouterr().err.startswith(f"error: could not reach a server at {closed} (")
 
 
 def test_kimnet_predict_with_a_model_dir(trained, reference, image_files, capsys):

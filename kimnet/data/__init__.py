@@ -1,7 +1,7 @@
 """Input pipelines: sources (TFDS, folders, TFRecord shards), preprocessing, augmentation."""
 
 from kimnet.data import augment, tfrecord
-from kimnet.data.pipeline import make, normalize, resize, sample_images
+from kimnet.data.pipeline import make, normalize, resize
 from kimnet.data.sources import DatasetInfo, Splits, load, prepare_tfds
 
 __all__ = [
@@ -13,6 +13,5 @@ __all__ = [
     "normalize",
     "prepare_tfds",
     "resize",
-    "sample_images",
     "tfrecord",
 ]

@@ -109,22 +109,3 @@ def make(
         "validation": prepare("validation", train=False),
         "test": prepare("test", train=False),
     }
-
-
-def sample_images(
-    splits: Splits,
-    *,
-    image_size: int,
-    channels: int = 3,
-    augmenter: keras.layers.Layer | None = None,
-    count: int = 16,
-) -> tf.Tensor:
-    """``count`` training images as the model sees them before normalisation, [0, 255]."""
-    images = next(
-        iter(
-            splits.train.take(count).map(lambda x, y: resize(x, image_size, channels)).batch(count)
-        )
-    )
-    if augmenter is not None:
-        images = augmenter(images, training=True)
-    return images
