@@ -160,7 +160,7 @@ def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, 
 
 def test_second_run_with_the_same_name_is_refused(quick_run):
     config, _ = quick_run
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(FileExistsError, match="holds a finished run"):
         train(config)
     export_version = experiment.with_overrides(
         config, {"runtime.overwrite": True, "export.version": 1}
