@@ -120,15 +120,20 @@ def _program(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["--config.schedule.epochs=abc"], "config.schedule.epochs"),
         (["--config=configs/nothing.py"], "does not exist"),
         (["--config.model.name=vgg17"], "config.model.name='vgg17'"),
+        (["--config.data.batch_size=-4"], "config.data.batch_size=-4"),
+        (["--config.augment.ops=blur"], "Unknown augmentation 'blur'"),
+        (["--config.data.name=folder:/no/such/dir"], "does not exist"),
     ],
 )
 def test_program_refuses_bad_config_with_one_line_and_status_2(args, message, tmp_path):
-    result = _program(*args, f"--config.runtime.workdir={tmp_path}/runs")
+    result = _program(
+        *args, f"--config.runtime.workdir={tmp_path}/runs", f"--config.export.dir={tmp_path}/saved"
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
 
 
 def test_config_file_without_get_config_is_refused(tmp_path):
