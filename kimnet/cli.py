@@ -296,6 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in PROGRAMS:
         return _run_program(argv[0], argv[1:])
     args = build_parser().parse_args(argv)
+    from kimnet import console
+
+    console.start_tensorflow()  # serve and predict load SavedModels: no start-up noise
     return args.func(args)
 
 

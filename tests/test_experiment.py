@@ -134,6 +134,8 @@ def test_program_refuses_bad_config_with_one_line_and_status_2(args, message, tm
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists() and not (tmp_path / "saved").exists()
+    # Nothing but kimnet's line: no TensorFlow C++ log (I0000 ..., E0000 ..., W1130 ...).
+    assert result.stderr.strip().splitlines() == errors, result.stderr[-2000:]
 
 
 def test_config_file_without_get_config_is_refused(tmp_path):
