@@ -329,11 +329,15 @@ def plot_confusion_matrix(
     """Counts with true classes down and predicted across; cells show counts up to
     :data:`ANNOTATE_UP_TO` classes, beyond that the colours carry them."""
     plt = _pyplot()
+    from matplotlib.colors import PowerNorm
+
     classes = len(class_names)
     side = min(4.0 + 0.4 * classes, 24.0)
     font = max(4.0, min(10.0, 300.0 / max(classes, 1)))
     figure, axes = plt.subplots(figsize=(side + 1.5, side))
-    shown = axes.imshow(confusion, cmap="Blues", interpolation="nearest")
+    # Square-root colours: a few confusions stay visible beside a full diagonal.
+    norm = PowerNorm(0.5, vmin=0, vmax=max(int(np.max(confusion)), 1))
+    shown = axes.imshow(confusion, cmap="Blues", norm=norm, interpolation="nearest")
     figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
     ticks = np.arange(classes)
     axes.set_xticks(ticks, labels=class_names, rotation=90, fontsize=font)
@@ -342,10 +346,9 @@ def plot_confusion_matrix(
     axes.set_ylabel("true")
     axes.set_title(f"Confusion matrix ({int(np.sum(confusion))} images)")
     if classes <= ANNOTATE_UP_TO:
-        dark = np.max(confusion) / 2 if np.max(confusion) else 1
         for (row, column), value in np.ndenumerate(confusion):
             if value:
-                color = "white" if value > dark else "black"
+                color = "white" if norm(value) > 0.6 else "black"
                 axes.text(
                     column, row, str(value), ha="center", va="center", fontsize=font, color=color
                 )

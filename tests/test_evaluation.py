@@ -104,6 +104,19 @@ def test_labels_from_one_hot_and_multi_output_targets():
     assert evaluation.as_labels(tf.constant([1, 2])).tolist() == [1, 2]
 
 
+def test_the_first_output_of_a_multi_output_model_is_the_classifier():
+    import keras
+
+    inputs = keras.Input((4, 4, 3))
+    flat = keras.layers.Flatten()(inputs)
+    main = keras.layers.Dense(3, activation="softmax")(flat)
+    aux = keras.layers.Dense(3, activation="softmax")(flat)
+    model = keras.Model(inputs, [main, aux])
+    images = np.random.default_rng(0).normal(size=(5, 4, 4, 3)).astype(np.float32)
+    got = evaluation.model_predictor(model)(images)
+    np.testing.assert_allclose(got, keras.Model(inputs, main)(images).numpy(), atol=1e-6)
+
+
 @pytest.mark.parametrize("mode", ["tf", "torch", "caffe", "raw"])
 def test_denormalize_undoes_normalize(mode):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 4, 4, 3)).astype(np.float32)
