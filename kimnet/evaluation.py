@@ -358,7 +358,8 @@ def plot_confusion_matrix(
 def plot_mistakes(
     mistakes: list[Mistake], class_names: list[str], out_png: str | os.PathLike
 ) -> Path:
-    """A grid of the highest-loss images titled ``true / predicted (probability)``."""
+    """A grid of the highest-loss images, each titled with its true and predicted class and
+    the probability the model gave each."""
     plt = _pyplot()
     columns = max(1, min(4, len(mistakes)))
     rows = max(1, -(-len(mistakes) // columns))
@@ -368,13 +369,13 @@ def plot_mistakes(
     for axis, mistake in zip(axes.flat, mistakes, strict=False):
         axis.imshow(mistake.image, interpolation="nearest")
         axis.set_title(
-            f"true {class_names[mistake.true]}\npred {class_names[mistake.predicted]} "
-            f"({mistake.probability:.2f})",
+            f"true {class_names[mistake.true]} ({mistake.true_probability:.2f})\n"
+            f"pred {class_names[mistake.predicted]} ({mistake.probability:.2f})",
             fontsize=9,
         )
     if not mistakes:
         axes.flat[0].text(0.5, 0.5, "no images", ha="center", va="center")
-    figure.suptitle("Highest-loss images: true / predicted (probability)")
+    figure.suptitle("Highest-loss images: true and predicted class (probability)")
     figure.tight_layout()
     return _save(figure, out_png, dpi=80)
 
