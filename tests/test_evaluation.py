@@ -283,6 +283,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_run, tmp_path, ima
         "missing": ([str(tmp_path / "nowhere")], "does not exist"),
         "split": ([str(tiny_run.run_dir), "--split=tset"], "--split='tset'"),
         "no model": ([str(weights)], "--model=NAME"),
+        "wrong model": ([str(weights), "--model=mobilenet"], "does not fit mobilenet"),
         "classes": ([str(tiny_run.run_dir), f"--dataset=folder:{image_folder}"], "10 classes"),
     }
     work = {name: tmp_path / name.replace(" ", "_") for name in cases}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -163,17 +164,25 @@ def keras_inputs(source: Source, splits, split: str):
     weights = (
         source.path / "checkpoints" / "last.weights.h5" if source.kind == "run" else source.path
     )
-    try:
-        model.load_weights(str(weights))
-    except ValueError as error:
-        raise InputError(
-            f"'{weights}' does not fit {config.model.name} for {info.num_classes} classes at "
-            f"{config.data.image_size} px: {str(error).splitlines()[0]}"
-        ) from None
+    _load_weights(model, weights, config, info.num_classes)
     normalization = models.get(config.model.name).normalization
     batches = _pipeline(splits, split, config.data.image_size, normalization)
     to_pixels = lambda images: evaluation.denormalize(images, normalization)  # noqa: E731
     return evaluation.model_predictor(model), batches, to_pixels, config.model.name
+
+
+def _load_weights(model, weights: Path, config: ml_collections.ConfigDict, classes: int) -> None:
+    """``model.load_weights``, with weights that do not fit as one InputError."""
+    try:
+        with warnings.catch_warnings():  # Keras warns once per layer before it raises
+            warnings.simplefilter("ignore")
+            model.load_weights(str(weights))
+    except ValueError:
+        raise InputError(
+            f"'{weights}' does not fit {config.model.name} (model args "
+            f"'{config.model.args}') for {classes} classes at {config.data.image_size} px; "
+            f"check --model, --model_args and --image_size."
+        ) from None
 
 
 def savedmodel_inputs(source: Source, splits, split: str):
