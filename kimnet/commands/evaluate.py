@@ -16,14 +16,26 @@ import dataclasses
 import json
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ml_collections
 from absl import flags
 
 from kimnet import cli_flags, experiment
 from kimnet.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import tensorflow as tf
+
+    from kimnet.data import DatasetInfo, Splits
+    from kimnet.evaluation import Predict
+
+    # What a model needs to be evaluated: its predictor, its batches, the function that
+    # turns a batch's images back into pixels, and the model's name.
+    Inputs = tuple[Predict, tf.data.Dataset, Callable[[np.ndarray], np.ndarray], str]
 
 SPLITS = ("test", "validation", "train")
 REPORTS = Path("reports")
@@ -117,18 +129,20 @@ def _weights_source(path: Path) -> Source:
     return Source("weights", path, path.name.removesuffix(WEIGHTS_SUFFIX), config)
 
 
-def load_data(source: Source):
+def load_data(source: Source) -> Splits:
     """The dataset's raw splits: a run's own subset of classes and sizes, or all of it."""
     from kimnet import data
     from kimnet.training import loop
 
     if source.kind == "run":
         return loop.load_data(source.config, None)
-    name = _DATASET.value or (source.config.data.name if source.config else "fashion_mnist")
+    if source.config is not None:  # a weights file: --dataset or the default
+        return data.load(source.config.data.name, data_dir=source.config.data.data_dir)
+    name = _DATASET.value or experiment.SCHEMA["data"]["name"].default
     return data.load(name, data_dir=_DATA_DIR.value)
 
 
-def check_classes(expected: list[str] | None, info, what: str) -> None:
+def check_classes(expected: list[str] | None, info: DatasetInfo, what: str) -> None:
     """Refuses a dataset whose class count differs from the model's; notes other names."""
     if expected is None:
         return
@@ -152,18 +166,17 @@ def _run_class_names(run_dir: Path) -> list[str] | None:
     return json.loads(metrics.read_text()).get("class_names")
 
 
-def keras_inputs(source: Source, splits, split: str):
+def keras_inputs(source: Source, splits: Splits, split: str) -> Inputs:
     """A run's or weights file's model with its weights, and its normalised batches."""
     from kimnet import evaluation, models
     from kimnet.training import loop
+    from kimnet.transfer.sources import RUN_WEIGHTS
 
     config, info = source.config, splits.info
     if source.kind == "run":
         check_classes(_run_class_names(source.path), info, f"Run '{source.path}'")
     model, _ = loop.build_model(config, info)
-    weights = (
-        source.path / "checkpoints" / "last.weights.h5" if source.kind == "run" else source.path
-    )
+    weights = source.path / RUN_WEIGHTS if source.kind == "run" else source.path
     _load_weights(model, weights, config, info.num_classes)
     normalization = models.get(config.model.name).normalization
     batches = _pipeline(splits, split, config.data.image_size, normalization)
@@ -185,7 +198,7 @@ def _load_weights(model, weights: Path, config: ml_collections.ConfigDict, class
         ) from None
 
 
-def savedmodel_inputs(source: Source, splits, split: str):
+def savedmodel_inputs(source: Source, splits: Splits, split: str) -> Inputs:
     """A SavedModel's predictor and [0, 255] batches at its input size."""
     import numpy as np
 
@@ -203,7 +216,7 @@ def savedmodel_inputs(source: Source, splits, split: str):
     return predict, _pipeline(splits, split, size, "raw"), np.asarray, model
 
 
-def _pipeline(splits, split: str, image_size: int, normalization: str):
+def _pipeline(splits: Splits, split: str, image_size: int, normalization: str) -> tf.data.Dataset:
     from kimnet import data
 
     pipelines = data.make(
