@@ -14,7 +14,7 @@ probabilities. :func:`write_report` turns that into a folder:
 :func:`evaluate_model` does both for a trained ``keras.Model`` (the end of a
 training run), :func:`write_tensorboard` adds the pictures and test scalars to a
 TensorBoard log dir, and :func:`plot_curves` draws ``history.csv`` as ``curves.png``.
-Plots use matplotlib's Agg backend, imported only when drawing.
+Plots are matplotlib figures drawn by Agg outside pyplot, imported only when drawing.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tensorflow as tf
 
 from kimnet import fileio
+
+if TYPE_CHECKING:
+    import keras
+    from matplotlib.figure import Figure
 
 REPORT_MD = "report.md"
 REPORT_JSON = "report.json"
@@ -190,7 +194,7 @@ def collect(
     return Evaluation(list(class_names), confusion, top5_hits, loss_sum, worst.items)
 
 
-def model_predictor(model) -> Predict:
+def model_predictor(model: keras.Model) -> Predict:
     """Probabilities from a ``keras.Model`` whose first output is the class probabilities."""
 
     def predict(images: tf.Tensor) -> np.ndarray:
@@ -305,19 +309,16 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs: Any) -> Figure:
+    """A matplotlib figure outside pyplot: drawn by Agg, no global state, no display."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
-def _save(figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+def _save(figure: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    _pyplot().close(figure)
     path = Path(path)
     fileio.write_bytes_atomic(path, buffer.getvalue())
     return path
@@ -328,13 +329,13 @@ def plot_confusion_matrix(
 ) -> Path:
     """Counts with true classes down and predicted across; cells show counts up to
     :data:`ANNOTATE_UP_TO` classes, beyond that the colours carry them."""
-    plt = _pyplot()
     from matplotlib.colors import PowerNorm
 
     classes = len(class_names)
     side = min(4.0 + 0.4 * classes, 24.0)
     font = max(4.0, min(10.0, 300.0 / max(classes, 1)))
-    figure, axes = plt.subplots(figsize=(side + 1.5, side))
+    figure = _figure(figsize=(side + 1.5, side))
+    axes = figure.subplots()
     # Square-root colours: a few confusions stay visible beside a full diagonal.
     norm = PowerNorm(0.5, vmin=0, vmax=max(int(np.max(confusion)), 1))
     shown = axes.imshow(confusion, cmap="Blues", norm=norm, interpolation="nearest")
@@ -360,10 +361,10 @@ def plot_mistakes(
 ) -> Path:
     """A grid of the highest-loss images, each titled with its true and predicted class and
     the probability the model gave each."""
-    plt = _pyplot()
     columns = max(1, min(4, len(mistakes)))
     rows = max(1, -(-len(mistakes) // columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(2.4 * columns, 2.6 * rows), squeeze=False)
+    figure = _figure(figsize=(2.4 * columns, 2.6 * rows))
+    axes = figure.subplots(rows, columns, squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, mistake in zip(axes.flat, mistakes, strict=False):
@@ -414,7 +415,7 @@ def write_tensorboard(
 
 
 def evaluate_model(
-    model,
+    model: keras.Model,
     batches: tf.data.Dataset,
     *,
     class_names: list[str] | tuple[str, ...],
@@ -468,8 +469,8 @@ def plot_curves(history_csv_path: str | os.PathLike, out_png: str | os.PathLike)
     if not rows:
         raise ValueError(f"'{history_csv_path}' holds no epochs.")
     epochs = np.array([int(row["epoch"]) for row in rows]) + 1
-    plt = _pyplot()
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure = _figure(figsize=(10, 4))
+    axes = figure.subplots(1, 2)
     for axis, metric, label in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1")):
         for prefix, split in (("", "train"), ("val_", "validation")):
             values = _column(rows, prefix + metric)
