@@ -266,6 +266,7 @@ PROGRAMS = {
     "train": ("kimnet.commands.train", "Train as an experiment config says (--help: fields)."),
     "finetune": ("kimnet.commands.train", "The same as train; set config.transfer.* fields."),
     "study": ("kimnet.commands.study", "Run a study file's experiments, write its table."),
+    "evaluate": ("kimnet.commands.evaluate", "Evaluate a model on a split; write a report folder."),
     "models": ("kimnet.models.__main__", "List the registered models."),
     "data": ("kimnet.data.__main__", "Prepare a TFDS dataset, or write TFRecord shards."),
 }
