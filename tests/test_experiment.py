@@ -34,7 +34,7 @@ def _other_value(field: experiment.Field):
     candidates = {
         int: [3, 64, 1],
         float: [0.25, 0.5, 2.0],
-        str: ["true", "false", "sgd", "mixed_bfloat16", "mirrored", "x"],
+        str: ["true", "false", "sgd", "mixed_bfloat16", "mirrored", "bar", "x"],
     }[field.value_type]
     for value in candidates:
         if value != field.default and (field.check is None or field.check(value) is None):

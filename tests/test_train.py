@@ -107,6 +107,13 @@ def test_run_directory_contents(quick_run):
             tags.update(value.tag for value in event.summary.value)
     assert {"epoch_loss", "epoch_top1", "epoch_top5", "epoch_learning_rate"} <= tags
     assert "augmented_train_images" in tags
+    assert {"evaluation/confusion_matrix", "evaluation/mistakes"} <= tags
+    for name in ("report.md", "report.json", "confusion_matrix.png", "mistakes.png"):
+        assert (run / "report-test" / name).is_file(), name
+    report = json.loads((run / "report-test" / "report.json").read_text())
+    assert report["top1"] == pytest.approx(metrics["test_top1"], abs=1e-4)  # rounded to 4
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "history.csv").read_text().startswith("epoch,")
 
 
 def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, fmnist):

@@ -235,7 +235,8 @@ def test_loading_a_weights_file_replaces_only_a_head_of_another_size(tmp_path):
 def _fake_run(root: Path, model: str = "mobilenetv2", weights: Path | None = None) -> Path:
     run = root / f"run-{model}"
     (run / "checkpoints").mkdir(parents=True)
-    config = experiment.validate({"model": {"name": model, "args": "alpha=0.35"}})
+    args = "alpha=0.35" if model == "mobilenetv2" else ""
+    config = experiment.validate({"model": {"name": model, "args": args}})
     (run / "config.json").write_text(experiment.to_json(config))
     target = run / "checkpoints" / "last.weights.h5"
     if weights is not None:

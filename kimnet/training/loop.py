@@ -25,7 +25,7 @@ import keras
 import ml_collections
 import tensorflow as tf
 
-from kimnet import console, data, experiment, export, fileio, models
+from kimnet import console, data, evaluation, experiment, export, fileio, models
 from kimnet.errors import InputError, TrainingDiverged, TrainingStopped, format_bytes
 from kimnet.training import callbacks as cb
 from kimnet.training import state
@@ -115,6 +115,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             wall = time.perf_counter() - start
             end_early(progress.checkpointer, config, run_dir)
             test = evaluate(model, batches, config)
+            write_report(model, config, splits.info, batches, run_dir)
             # The last checkpoint holds the statistics the test used, like the export.
             with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
                 model.save_weights(str(tmp))
@@ -554,6 +555,29 @@ def evaluate(model: keras.Model, batches: Batches, config: ml_collections.Config
     """Test metrics, after re-estimating batch-norm statistics as every evaluation does."""
     cb.recalibrate_batchnorm(model, batches.train_plain, config.evaluate.bn_recalibration_batches)
     return model.evaluate(batches.test, return_dict=True, verbose=0)
+
+
+def write_report(
+    model: keras.Model,
+    config: ml_collections.ConfigDict,
+    info: data.DatasetInfo,
+    batches: Batches,
+    run_dir: Path,
+) -> None:
+    """``report-test/`` (per-class scores, confusion matrix, worst mistakes), the same in
+    TensorBoard with the test scores, and ``curves.png`` from ``history.csv``."""
+    evaluation.evaluate_model(
+        model,
+        batches.test,
+        class_names=list(info.class_names),
+        normalization=models.get(config.model.name).normalization,
+        out_dir=run_dir / "report-test",
+        log_dir=run_dir / "tensorboard" / "test",
+        step=config.schedule.epochs - 1,  # the epoch index of Keras' own curves
+        metadata={"model": config.model.name, "dataset": info.name, "split": "test"},
+    )
+    if (run_dir / "history.csv").is_file():
+        evaluation.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
 
 
 def export_model(
