@@ -67,6 +67,16 @@ def _rewrite(argv: list[str]) -> list[str]:
     return sorted(out, key=lambda arg: not arg.startswith("--config="))
 
 
+HELP = ("-h", "--help", "-help", "--helpfull")
+
+
+def _program_help(main: Callable) -> str:
+    """The program's docstring and its own flags (not absl's, TensorFlow's or TFDS's)."""
+    module = sys.modules[main.__module__]
+    own = flags.FLAGS.module_help(module.__name__).strip()
+    return f"{(module.__doc__ or '').strip()}\n\nflags:\n{own}" if own else module.__doc__
+
+
 def _parse_flags_or_exit(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
@@ -86,7 +96,7 @@ def run_experiment(
     the command line as soon as the flag exists, so they are checked first.
     """
     argv = list(sys.argv if argv is None else argv)
-    if any(arg in ("-h", "--help", "-help") for arg in argv[1:]):
+    if any(arg in HELP for arg in argv[1:]):
         print(help_text(Path(argv[0]).name))
         return 0
     try:
@@ -116,6 +126,11 @@ def run(main: Callable[[list[str]], None], argv: list[str] | None = None) -> int
     file (status 2); a full disk, a diverged or a stopped run (:data:`ONE_LINE_ERRORS`) and
     Ctrl-C are one line too. Every other exception is a bug and keeps its traceback.
     """
+
+    argv = list(sys.argv if argv is None else argv)
+    if any(arg in HELP for arg in argv[1:]):
+        print(_program_help(main))
+        return 0
 
     def guarded(args: list[str]) -> None:
         console.quiet_python_logs()

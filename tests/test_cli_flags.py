@@ -67,3 +67,15 @@ def test_unknown_flag_exits_2():
 def test_input_error_is_a_value_error():
     # Callers that catch ValueError (as Keras code does) still see kimnet's errors.
     assert issubclass(InputError, ValueError)
+
+
+def test_help_shows_the_programs_own_flags():
+    result = subprocess.run(
+        [sys.executable, "-m", "kimnet.cli", "study", "-h"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--study" in result.stdout and "--only" in result.stdout
+    assert "tfds" not in result.stdout.lower() and "--xla" not in result.stdout
