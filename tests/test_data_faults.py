@@ -223,6 +223,7 @@ def _start_writing(env, out):
     pytest.fail(f"the writer never staged any shards: {proc.communicate()}")
 
 
+@pytest.mark.slow  # writes Fashion-MNIST shards in a subprocess
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_interrupted_tfrecord_command_leaves_nothing(tmp_path, child_env, one_line, signum):
     out = tmp_path / "fm"
@@ -252,6 +253,7 @@ def test_next_write_removes_stale_staging_of_dead_writers(shards, tmp_path, fmni
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fm", recent.name, live.name])
 
 
+@pytest.mark.slow  # writes Fashion-MNIST shards in a subprocess
 def test_disk_full_while_writing_shards(small_tmpfs, child_env, one_line):
     keep = small_tmpfs / "earlier.txt"
     keep.write_text("written before")
@@ -276,11 +278,10 @@ def test_training_command_names_a_truncated_jpeg_before_training(
         [
             sys.executable,
             str(train_script),
-            f"--dataset=folder:{image_folder}",
-            "--model=mobilenetv3_small",
-            "--quick",
-            "--epochs=1",
-            f"--workdir={runs}",
+            f"--config.data.name=folder:{image_folder}",
+            "--config.model.name=mobilenetv3_small",
+            "--config.schedule.epochs=1",
+            f"--config.runtime.workdir={runs}",
         ],
         capture_output=True,
         text=True,

@@ -204,6 +204,7 @@ def _tiny(root: Path, name: str) -> dict:
     }
 
 
+@pytest.mark.slow  # two training runs
 def test_a_run_reruns_from_its_config_with_the_same_metrics(tmp_path, fmnist):
     first = train(experiment.validate(_tiny(tmp_path, "first")), splits=fmnist)
     saved = experiment.load(str(first.run_dir))  # the run directory's config.json

@@ -42,7 +42,10 @@ def test_outputs_and_gradients_equal_keras_grouped_conv(channels, config):
             loss = tf.reduce_sum(y * tf.range(y.shape[-1], dtype=y.dtype))
         results.append((y, *tape.gradient(loss, [x, layer.kernel])))
     for ours, theirs in zip(results[0], results[1], strict=True):
-        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
+        # float32 sums of up to 32x3x3 products: rounding grows with the largest value (the
+        # kernel gradient reaches ~760), so the absolute tolerance follows the scale.
+        scale = float(np.abs(theirs.numpy()).max())
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-6 * scale)
     assert grouped.kernel.shape == reference.kernel.shape
     assert grouped.count_params() == reference.count_params()
 

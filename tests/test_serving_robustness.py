@@ -28,6 +28,9 @@ from kimnet.serving.rest import Limits
 
 MiB = 2**20
 
+# Real bombs, floods and hot reloads against a live server: minutes on two cores.
+pytestmark = pytest.mark.slow
+
 
 def _tree_rss() -> int:
     """RSS of this process (which runs the server) and its parse workers."""

@@ -96,7 +96,7 @@ def _newest_version(model_dir: Path) -> Path:
 
 
 def _run_source(run_dir: Path) -> Source:
-    from kimnet.transfer.sources import RUN_WEIGHTS
+    from kimnet.transfer.pretrained import RUN_WEIGHTS
 
     if not (run_dir / RUN_WEIGHTS).is_file():
         raise InputError(f"Run '{run_dir}' has no {RUN_WEIGHTS}; it did not finish training.")
@@ -170,7 +170,7 @@ def keras_inputs(source: Source, splits: Splits, split: str) -> Inputs:
     """A run's or weights file's model with its weights, and its normalised batches."""
     from kimnet import evaluation, models
     from kimnet.training import loop
-    from kimnet.transfer.sources import RUN_WEIGHTS
+    from kimnet.transfer.pretrained import RUN_WEIGHTS
 
     config, info = source.config, splits.info
     if source.kind == "run":
