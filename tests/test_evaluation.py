@@ -228,6 +228,7 @@ def _check_report(folder: Path, images: int) -> dict:
     return report
 
 
+@pytest.mark.slow  # a real run first (module fixture), then kimnet evaluate
 def test_evaluate_a_run_directory_on_its_own_test_split(tiny_run):
     assert _evaluate(str(tiny_run.run_dir)) == 0
     report = _check_report(tiny_run.run_dir / "report-test", TEST_IMAGES)
@@ -236,6 +237,7 @@ def test_evaluate_a_run_directory_on_its_own_test_split(tiny_run):
     assert report["model"] == "mobilenet" and report["dataset"] == "fashion_mnist"
 
 
+@pytest.mark.slow  # a real run first (module fixture), then kimnet evaluate
 def test_evaluate_the_exported_savedmodel(tiny_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     model_dir = tiny_run.export_dir.parent  # the model folder: its newest version is used
@@ -244,6 +246,7 @@ def test_evaluate_the_exported_savedmodel(tiny_run, tmp_path, monkeypatch):
     assert report["source"] == str(model_dir)
 
 
+@pytest.mark.slow  # a real run first (module fixture), then kimnet evaluate
 def test_evaluate_a_weights_file_with_its_model_on_another_split(tiny_run, tmp_path):
     weights = tiny_run.run_dir / "checkpoints" / "last.weights.h5"
     out = tmp_path / "weights-report"
@@ -252,6 +255,7 @@ def test_evaluate_a_weights_file_with_its_model_on_another_split(tiny_run, tmp_p
     assert _check_report(out, 32)["split"] == "validation"
 
 
+@pytest.mark.slow  # a real run first (module fixture), then kimnet evaluate
 def test_the_training_loop_call_writes_the_report_and_tensorboard(tiny_run, fmnist, tmp_path):
     splits = fmnist
     test = data.make(splits, image_size=32, batch_size=32, normalization="tf")["test"].take(1)
@@ -277,6 +281,7 @@ def _spawn(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow  # a real run first (module fixture), then kimnet evaluate
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(tiny_run, tmp_path, image_folder):
     weights = tiny_run.run_dir / "checkpoints" / "last.weights.h5"
     cases = {
