@@ -81,6 +81,7 @@ def quick_run(tmp_path_factory):
     return config, train(config)
 
 
+@pytest.mark.slow  # shares a real 2-epoch training run
 def test_run_directory_contents(quick_run):
     config, result = quick_run
     run = result.run_dir
@@ -116,6 +117,7 @@ def test_run_directory_contents(quick_run):
     assert (run / "history.csv").read_text().startswith("epoch,")
 
 
+@pytest.mark.slow  # shares a real 2-epoch training run
 def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, fmnist):
     config, result = quick_run
     # The run evaluated the first QUICK_EVAL_BATCHES batches of the test split.
@@ -131,6 +133,7 @@ def test_exported_model_classifies_real_images_like_the_run_reported(quick_run, 
     assert classifier.class_names == list(fmnist.info.class_names)
 
 
+@pytest.mark.slow  # shares a real 2-epoch training run
 def test_second_run_with_the_same_name_is_refused(quick_run):
     config, _ = quick_run
     with pytest.raises(FileExistsError, match="holds a finished run"):

@@ -38,6 +38,7 @@ def _tiny(root: Path, name: str = "run", **sections) -> dict:
     return config
 
 
+@pytest.mark.slow  # a real (diverging) training run
 def test_a_diverged_run_fails_and_exports_nothing(tmp_path, fmnist):
     config = experiment.validate(_tiny(tmp_path, optim={"learning_rate": 1e9}))
     # The first epoch's updates already break the weights: nothing may be saved from it.
