@@ -130,6 +130,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
 
 def _metrics(config, info, model, batches, progress, test, wall) -> Metrics:
     stats = progress.stats
+    total, trainable = models.count_params(model)
     return Metrics(
         model=config.model.name,
         dataset=info.name,
@@ -137,8 +138,8 @@ def _metrics(config, info, model, batches, progress, test, wall) -> Metrics:
         test_top1=_metric(test, "top1"),
         test_top5=_metric(test, "top5"),
         validation_top1=progress.history.get("val_top1", [None])[-1],
-        parameters=model.count_params(),
-        trainable_parameters=sum(int(tf.size(w)) for w in model.trainable_weights),
+        parameters=total,
+        trainable_parameters=trainable,
         epochs=config.schedule.epochs,
         steps_per_epoch=batches.steps_per_epoch,
         image_size=config.data.image_size,
