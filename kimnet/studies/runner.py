@@ -98,13 +98,15 @@ def _source_run(study, rows, out, splits, trainer, log) -> str | None:
         return None
     log(f"[source] {study.name}: training the source model")
     config = study.experiment(study.source, SOURCE_RUN, study.seeds[0], out)
-    return str(_release(trainer(config, splits=splits)).run_dir)
+    run_dir = trainer(config, splits=splits).run_dir
+    _free_memory()
+    return str(run_dir)
 
 
-def _release(result: RunResult) -> RunResult:
+def _free_memory() -> None:
+    """Drops the finished run's graphs and model, so many runs fit in one process."""
     keras.backend.clear_session()
     gc.collect()
-    return result
 
 
 def _train_row(study, row: Row, seed, out, splits, source, trainer) -> dict[str, Any]:
@@ -117,12 +119,12 @@ def _train_row(study, row: Row, seed, out, splits, source, trainer) -> dict[str,
     try:
         result = trainer(study.experiment(overrides, name, seed, out), splits=splits)
     except Exception as error:  # noqa: BLE001 - one row's failure must not end the study
-        _release(None)
+        _free_memory()
         return {**record, "error": repr(error)}
     record.update(_measured(result, time.perf_counter() - start))
     record.update(REPORTS[study.kind].extra(result))
     del result
-    _release(None)
+    _free_memory()
     return record
 
 
