@@ -28,7 +28,7 @@ from ml_collections import config_dict
 
 from kimnet.errors import InputError
 
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
 OPTIMIZERS = ("adamw", "sgd")
 SMALL_INPUT = ("auto", "true", "false")
@@ -176,7 +176,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
     },
     "runtime": {
-        "precision": Field("float32", "Keras dtype policy.", None, _one_of(*PRECISIONS)),
+        "precision": Field(
+            "auto",
+            "Keras dtype policy; auto: mixed_float16 on GPUs of compute capability 7.0+, "
+            "mixed_bfloat16 on TPUs and AMX CPUs, float32 otherwise (the choice is logged).",
+            None,
+            _one_of(*PRECISIONS),
+        ),
         "strategy": Field(
             "default",
             "tf.distribute strategy; mirrored: all local GPUs.",

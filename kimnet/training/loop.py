@@ -28,7 +28,7 @@ import tensorflow as tf
 from kimnet import console, data, evaluation, experiment, export, fileio, models
 from kimnet.errors import InputError, TrainingDiverged, TrainingStopped, format_bytes
 from kimnet.training import callbacks as cb
-from kimnet.training import state
+from kimnet.training import precision, state
 from kimnet.training.optim import learning_rate_schedule, make_optimizer
 from kimnet.transfer import finetune, subsets
 
@@ -61,6 +61,7 @@ class Metrics:
     phases: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     loaded: dict[str, Any] | None = None
     resumed_from_epoch: int | None = None
+    precision: str | None = None  # the dtype policy used (runtime.precision may say auto)
     status: str = "finished"
 
     @property
@@ -96,7 +97,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
     """
     config = finetune.resolve(experiment.validate(config))
     run_dir, export_root = check_destinations(config)
-    with _dtype_policy(config.runtime.precision):
+    with _dtype_policy(config.runtime.precision) as policy:
         keras.utils.set_random_seed(config.runtime.seed)
         splits = load_data(config, splits)
         strategy = make_strategy(config.runtime.strategy)
@@ -124,6 +125,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             metrics.export_dir = str(version_dir) if version_dir else None
             metrics.loaded = loaded.to_dict() if loaded else None
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
+            metrics.precision = policy.policy
             write_results(run_dir, metrics)
     return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
@@ -173,10 +175,12 @@ def end_early(checkpointer: state.Checkpointer, config, run_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def _dtype_policy(name: str) -> Iterator[None]:
-    keras.mixed_precision.set_global_policy(name)
+def _dtype_policy(requested: str) -> Iterator[precision.Choice]:
+    choice = precision.choose(requested)
+    print(choice, flush=True)
+    keras.mixed_precision.set_global_policy(choice.policy)
     try:
-        yield
+        yield choice
     finally:
         keras.mixed_precision.set_global_policy("float32")
 
