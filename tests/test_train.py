@@ -13,7 +13,7 @@ import tensorflow as tf
 import kimnet.export
 from kimnet import experiment
 from kimnet.training import callbacks, train
-from kimnet.training.callbacks import EpochStats, recalibrate_batchnorm
+from kimnet.training.callbacks import EpochStats, PreciseBatchNorm, recalibrate_batchnorm
 from kimnet.training.optim import learning_rate_schedule
 
 
@@ -62,6 +62,23 @@ def test_precise_batchnorm_averages_batch_statistics():
     np.testing.assert_allclose(bn.moving_mean.numpy(), [6.5] * 3, atol=1e-5)  # mean of 1.5, 11.5
     np.testing.assert_allclose(bn.moving_variance.numpy(), [1.25] * 3, atol=1e-5)
     assert bn.momentum == 0.999  # restored
+
+
+def test_precise_batchnorm_recalibrates_only_after_training_steps():
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))
+    bn = model.layers[-1]
+    dataset = tf.data.Dataset.from_tensor_slices((np.ones((8, 3), np.float32), np.zeros(8)))
+    callback = PreciseBatchNorm(dataset.batch(4), batches=2)
+    callback.set_model(model)
+    callback.on_test_begin()  # validation: recalibrates
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [1.0] * 3)
+    bn.moving_mean.assign([5.0] * 3)  # a marker: a second recalibration would undo it
+    callback.recalibrate(model)  # the final test, no step since: reused
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [5.0] * 3)
+    callback.on_train_batch_begin(0)  # a training step changes the weights
+    callback.recalibrate(model)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), [1.0] * 3)
 
 
 @pytest.fixture(scope="module")

@@ -54,15 +54,29 @@ def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, batches:
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
-    """Recalibrates batch-norm statistics before every evaluation (validation and test)."""
+    """Recalibrates batch-norm statistics before every evaluation (validation and test).
+
+    The statistics depend only on the weights and the (unshuffled) batches, so an
+    evaluation with no training step since the last recalibration reuses it.
+    """
 
     def __init__(self, dataset: tf.data.Dataset, batches: int):
         super().__init__()
         self.dataset = dataset
         self.batches = batches
+        self.calibrated = False
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.calibrated = False
 
     def on_test_begin(self, logs=None):
-        recalibrate_batchnorm(self.model, self.dataset, self.batches)
+        self.recalibrate(self.model)
+
+    def recalibrate(self, model: keras.Model) -> None:
+        """Re-estimates ``model``'s statistics unless no step has changed them since."""
+        if not self.calibrated:
+            recalibrate_batchnorm(model, self.dataset, self.batches)
+            self.calibrated = True
 
 
 class EpochStats(keras.callbacks.Callback):

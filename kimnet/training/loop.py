@@ -115,8 +115,8 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             progress = fit(model, config, phases, batches, strategy, run_dir, resumed, stop)
             wall = time.perf_counter() - start
             end_early(progress.checkpointer, config, run_dir)
-            test = evaluate(model, batches, config)
-            write_report(model, config, splits.info, batches, run_dir)
+            progress.precise_bn.recalibrate(model)
+            test = evaluate(model, config, splits.info, batches, run_dir)
             # The last checkpoint holds the statistics the test used, like the export.
             with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
                 model.save_weights(str(tmp))
@@ -137,8 +137,8 @@ def _metrics(config, info, model, batches, progress, test, wall) -> Metrics:
         model=config.model.name,
         dataset=info.name,
         class_names=list(info.class_names),
-        test_top1=_metric(test, "top1"),
-        test_top5=_metric(test, "top5"),
+        test_top1=test["top1"],
+        test_top5=test["top5"],
         validation_top1=progress.history.get("val_top1", [None])[-1],
         parameters=total,
         trainable_parameters=trainable,
@@ -430,7 +430,7 @@ def make_callbacks(
     batches: Batches,
     run_dir: Path,
     checkpointer: state.Checkpointer,
-) -> tuple[cb.EpochStats, list[keras.callbacks.Callback]]:
+) -> tuple[cb.EpochStats, cb.PreciseBatchNorm, list[keras.callbacks.Callback]]:
     """Precise BN, throughput, TensorBoard and the checkpointer, in that order."""
     precise_bn = cb.PreciseBatchNorm(batches.train_plain, config.evaluate.bn_recalibration_batches)
     stats = cb.EpochStats(config.data.batch_size)
@@ -439,7 +439,7 @@ def make_callbacks(
     )
     history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
     # EpochStats before TensorBoard and the CSV log, which record what it adds.
-    return stats, [precise_bn, stats, tensorboard, history, checkpointer]
+    return stats, precise_bn, [precise_bn, stats, tensorboard, history, checkpointer]
 
 
 @dataclasses.dataclass
@@ -448,6 +448,7 @@ class Progress:
 
     stats: cb.EpochStats
     checkpointer: state.Checkpointer
+    precise_bn: cb.PreciseBatchNorm
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     records: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
@@ -476,8 +477,8 @@ def fit(
     val_key = "val_top1" if len(model.outputs) == 1 else "val_predictions_top1"
     begin = resumed or state.State()
     checkpointer = state.Checkpointer(checkpoints, val_key, stop, begin)
-    stats, callbacks = make_callbacks(model, config, batches, run_dir, checkpointer)
-    progress = Progress(stats, checkpointer, records=_earlier_records(run_dir, resumed))
+    stats, precise_bn, callbacks = make_callbacks(model, config, batches, run_dir, checkpointer)
+    progress = Progress(stats, checkpointer, precise_bn, records=_earlier_records(run_dir, resumed))
     current = {"phase": 1}
     if len(phases) > 1:  # a `phase` curve in TensorBoard, logged before TensorBoard runs
         callbacks.insert(
@@ -556,22 +557,17 @@ def _earlier_records(run_dir: Path, resumed: state.State | None) -> list[dict[st
     return json.loads(path.read_text())
 
 
-def evaluate(model: keras.Model, batches: Batches, config: ml_collections.ConfigDict) -> dict:
-    """Test metrics, after re-estimating batch-norm statistics as every evaluation does."""
-    cb.recalibrate_batchnorm(model, batches.train_plain, config.evaluate.bn_recalibration_batches)
-    return model.evaluate(batches.test, return_dict=True, verbose=0)
-
-
-def write_report(
+def evaluate(
     model: keras.Model,
     config: ml_collections.ConfigDict,
     info: data.DatasetInfo,
     batches: Batches,
     run_dir: Path,
-) -> None:
-    """``report-test/`` (per-class scores, confusion matrix, worst mistakes), the same in
-    TensorBoard with the test scores, and ``curves.png`` from ``history.csv``."""
-    evaluation.evaluate_model(
+) -> dict[str, Any]:
+    """The test split's report in one pass: ``report-test/`` (per-class scores, confusion
+    matrix, worst mistakes), the same in TensorBoard, and ``curves.png`` from
+    ``history.csv``. Batch-norm statistics must be recalibrated, as for every evaluation."""
+    report = evaluation.evaluate_model(
         model,
         batches.test,
         class_names=list(info.class_names),
@@ -583,6 +579,7 @@ def write_report(
     )
     if (run_dir / "history.csv").is_file():
         evaluation.plot_curves(run_dir / "history.csv", run_dir / "curves.png")
+    return report
 
 
 def export_model(
@@ -602,15 +599,6 @@ def export_model(
 
 def write_results(run_dir: Path, metrics: Metrics) -> None:
     fileio.write_json_atomic(run_dir / "metrics.json", dataclasses.asdict(metrics))
-
-
-def _metric(logs: dict, name: str) -> float:
-    """A final metric from Keras logs or a history; multi-output models prefix the name."""
-    for key in (name, f"predictions_{name}"):
-        if key in logs:
-            value = logs[key]
-            return float(value[-1] if isinstance(value, list) else value)
-    raise KeyError(name)
 
 
 def _rounded(value: float | None) -> float | None:
