@@ -8,6 +8,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 # make train / finetune: each variable maps to one field of the experiment config
 # (python pipelines/train.py --help lists them all); ARGS passes further overrides.
 CONFIG ?=
+RECIPE ?=
 QUICK ?=
 MODEL ?=
 DATASET ?=
@@ -19,8 +20,8 @@ ARGS ?=
 FROM ?=
 FREEZE ?=
 NEW_HEAD ?=
-config_file = $(if $(CONFIG),$(CONFIG),configs/train.py)$(if $(QUICK),:quick)
-train_flags = $(if $(or $(CONFIG),$(QUICK)),--config=$(config_file)) \
+config_file = $(or $(CONFIG),$(if $(RECIPE),configs/recipes/$(RECIPE).py),configs/train.py)$(if $(QUICK),:quick)
+train_flags = $(if $(or $(CONFIG),$(RECIPE),$(QUICK)),--config=$(config_file)) \
 	$(if $(MODEL),--config.model.name=$(MODEL)) $(if $(DATASET),--config.data.name=$(DATASET)) \
 	$(if $(EPOCHS),--config.schedule.epochs=$(EPOCHS)) $(if $(BATCH),--config.data.batch_size=$(BATCH)) \
 	$(if $(AUGMENT),--config.augment.ops=$(AUGMENT)) $(if $(RUN),--config.runtime.run_name=$(RUN)) \
@@ -42,6 +43,7 @@ help:
 	@echo "make test                 fast test suite (make test-slow: the slow one)"
 	@echo "make train MODEL=name     train on DATASET (fashion_mnist), log to runs/, export to savedmodels/"
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= QUICK=1 CONFIG=file.py|runs/<name>"
+	@echo "make train RECIPE=name     a full recipe from configs/recipes/ (fmnist_mobilenetv2, ...)"
 	@echo "   ARGS='--config.section.field=value ...' (python pipelines/train.py --help lists the fields)"
 	@echo "make finetune FROM=...     fine-tune from a run (runs/<name>), imagenet or a .weights.h5"
 	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn, NEW_HEAD=1"
