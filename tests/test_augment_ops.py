@@ -11,9 +11,11 @@ import pytest
 import tensorflow as tf
 
 import kimnet.data
+import kimnet.export
 from kimnet import experiment
 from kimnet.data import augment
 from kimnet.errors import InputError
+from kimnet.training import train
 
 NEW_OPS = ["randaugment", "mixup", "cutmix", "erasing=1"]  # erasing at its default may skip all
 
@@ -232,3 +234,31 @@ def test_pipeline_mixes_training_batches_only(fmnist):
         np.testing.assert_array_equal(ours[1], theirs[1])
     # Ops that do not mix labels keep the integer labels.
     assert _first(make("flip_h,erasing")["train"])[1].dtype == np.int64
+
+
+@pytest.mark.slow  # a real (two-step) training run: about 70 s of CPU time
+def test_training_with_randaugment_and_mixup_reports_metrics_and_exports_no_augmentation(
+    tmp_path, fmnist
+):
+    config = experiment.validate(
+        {
+            "augment": {"ops": "flip_h,crop,randaugment=2:9,mixup=0.2"},
+            "model": {"name": "mobilenetv2", "args": "alpha=0.35"},
+            "data": {"train_examples": 128, "batch_size": 32},
+            "schedule": {"epochs": 1, "steps_per_epoch": 2},
+            "evaluate": {"max_batches": 2},
+            "runtime": {"workdir": str(tmp_path / "runs"), "run_name": "mix"},
+            "export": {"dir": str(tmp_path / "saved")},
+        }
+    )
+    result = train(config)
+    metrics = result.metrics
+    assert 0 <= metrics.test_top1 <= 1 and metrics.test_top1 <= metrics.test_top5 <= 1
+    layers = [type(layer).__module__ for layer in result.model.layers]
+    assert not any(module.startswith("keras_cv") for module in layers)
+    # The export is deterministic: no random op of the augmentation went into it.
+    images = np.stack([x for x, _ in fmnist.test.take(8).as_numpy_iterator()])
+    classifier = kimnet.export.load(result.export_dir)
+    first, second = classifier.predict(images), classifier.predict(images)
+    np.testing.assert_array_equal(first["top5_indices"], second["top5_indices"])
+    np.testing.assert_allclose(first["top5_scores"], second["top5_scores"], rtol=1e-6)
