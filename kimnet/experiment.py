@@ -107,7 +107,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "augment": {
         "ops": Field(
-            "flip_h,crop", "Augmentation ops in order, e.g. flip_h,crop=4,rotate=15; none."
+            "flip_h,crop",
+            "Augmentation ops in order, e.g. flip_h,crop=4,randaugment=2:9,mixup=0.2; none.",
         ),
     },
     "model": {

@@ -13,6 +13,7 @@ import os
 import keras
 import tensorflow as tf
 
+from kimnet.data.augment import Augmenter
 from kimnet.data.sources import Splits
 from kimnet.errors import InputError
 
@@ -61,6 +62,13 @@ def _fits_in_memory(num_bytes: int | None) -> bool:
     return num_bytes <= CACHE_MEMORY_SHARE * physical
 
 
+def _augment(augmenter: Augmenter, num_classes: int):
+    """The map over training batches: images only, or with one-hot labels to mix."""
+    if not augmenter.mixes_labels:
+        return lambda x, y: (augmenter(x, training=True), y)
+    return lambda x, y: augmenter(x, tf.one_hot(y, num_classes), training=True)
+
+
 def make(
     splits: Splits,
     *,
@@ -68,7 +76,7 @@ def make(
     batch_size: int,
     normalization: str,
     channels: int = 3,
-    augmenter: keras.layers.Layer | None = None,
+    augmenter: Augmenter | None = None,
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
 ) -> dict[str, tf.data.Dataset]:
@@ -77,7 +85,9 @@ def make(
     ``train`` is shuffled (reshuffled each epoch) and augmented by ``augmenter``;
     ``train_plain`` is the same images without shuffling or augmentation, for
     re-estimating batch-norm statistics. Images are ``float32 [batch, size, size,
-    channels]`` after ``normalization``; labels are ``int64 [batch]``.
+    channels]`` after ``normalization``; labels are ``int64 [batch]``, except that
+    ``train`` labels are one-hot ``float32 [batch, classes]`` (mixed, so soft) when
+    ``augmenter.mixes_labels``.
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}.")
@@ -99,7 +109,7 @@ def make(
         ds = ds.map(lambda x, y: (resize(x, image_size, channels), y), num_parallel_calls=autotune)
         ds = ds.batch(batch_size, num_parallel_calls=autotune)
         if train and augmenter is not None:
-            ds = ds.map(lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=autotune)
+            ds = ds.map(_augment(augmenter, splits.info.num_classes), num_parallel_calls=autotune)
         ds = ds.map(lambda x, y: (normalize(x, normalization), y), num_parallel_calls=autotune)
         return ds.prefetch(autotune)
 

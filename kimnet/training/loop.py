@@ -310,7 +310,8 @@ def build_model(
 
 def _one_hot(num_classes: int, outputs: int):
     def convert(images, labels):
-        target = tf.one_hot(labels, num_classes)
+        # Mixing augmentations (mixup, cutmix) already give soft one-hot targets.
+        target = labels if labels.dtype.is_floating else tf.one_hot(labels, num_classes)
         return images, target if outputs == 1 else (target,) * outputs
 
     return convert
