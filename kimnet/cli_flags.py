@@ -61,7 +61,7 @@ def _rewrite(argv: list[str]) -> list[str]:
             if target.suffix == ".json" or target.is_dir():
                 arg = f"--config={_RUN_CONFIG}:{spec}"
             elif not target.is_file():
-                raise InputError(f"Config file '{target}' does not exist.")
+                raise experiment.missing_config(str(target))
         out.append(arg)
     # ml_collections reads overrides only after the file flag: put it first.
     return sorted(out, key=lambda arg: not arg.startswith("--config="))

@@ -435,7 +435,7 @@ def load(spec: str) -> ml_collections.ConfigDict:
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         path = path / CONFIG_FILE
     if not path.is_file():
-        raise InputError(f"Config file '{path_text}' does not exist.")
+        raise missing_config(path_text)
     if path.suffix == ".json":
         try:
             values = json.loads(path.read_text())
@@ -443,6 +443,15 @@ def load(spec: str) -> ml_collections.ConfigDict:
             raise InputError(f"Config file '{path}' is not valid JSON: {error}.") from None
         return validate(values)
     return validate(_call_get_config(path, arg or None))
+
+
+def missing_config(path_text: str) -> InputError:
+    """The error for a config file that does not exist, naming the config files next to
+    it (``make train RECIPE=typo`` then lists the recipes)."""
+    folder = Path(path_text).expanduser().parent
+    known = sorted(p.stem for p in folder.glob("*.py") if not p.stem.startswith("_"))
+    hint = f" Known in {folder}/: {', '.join(known)}." if known else ""
+    return InputError(f"Config file '{path_text}' does not exist.{hint}")
 
 
 def _call_get_config(path: Path, arg: str | None) -> Any:

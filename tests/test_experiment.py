@@ -119,6 +119,7 @@ def _program(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         (["--config.optim.lerning_rate=0.1"], "Did you mean 'optim.learning_rate'?"),
         (["--config.schedule.epochs=abc"], "config.schedule.epochs"),
         (["--config=configs/nothing.py"], "does not exist"),
+        (["--config=configs/recipes/fmnist_vgg.py"], "Known in configs/recipes/: fmnist_alexnet"),
         (["--config.model.name=vgg17"], "config.model.name='vgg17'"),
         (["--config.data.batch_size=-4"], "config.data.batch_size=-4"),
         (["--config.augment.ops=blur"], "Unknown augmentation 'blur'"),
