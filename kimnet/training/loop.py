@@ -62,6 +62,8 @@ class Metrics:
     loaded: dict[str, Any] | None = None
     resumed_from_epoch: int | None = None
     status: str = "finished"
+    # Top-1 on un-augmented training images in evaluation mode (see train_top1()).
+    train_top1: float | None = None
 
     @property
     def trainable_parameters_per_phase(self) -> list[int]:
@@ -115,6 +117,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             wall = time.perf_counter() - start
             end_early(progress.checkpointer, config, run_dir)
             test = evaluate(model, batches, config)
+            top1_on_train = train_top1(model, batches)
             write_report(model, config, splits.info, batches, run_dir)
             # The last checkpoint holds the statistics the test used, like the export.
             with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
@@ -124,6 +127,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             metrics.export_dir = str(version_dir) if version_dir else None
             metrics.loaded = loaded.to_dict() if loaded else None
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
+            metrics.train_top1 = top1_on_train
             write_results(run_dir, metrics)
     return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
@@ -556,6 +560,16 @@ def evaluate(model: keras.Model, batches: Batches, config: ml_collections.Config
     """Test metrics, after re-estimating batch-norm statistics as every evaluation does."""
     cb.recalibrate_batchnorm(model, batches.train_plain, config.evaluate.bn_recalibration_batches)
     return model.evaluate(batches.test, return_dict=True, verbose=0)
+
+
+def train_top1(model: keras.Model, batches: Batches) -> float:
+    """Top-1 on the plain (un-augmented, unshuffled) training batches in evaluation mode,
+    on as many batches as the test pass (so at most ``evaluate.max_batches``): the
+    training side of the generalisation gap, at the cost of a second test pass."""
+    count = int(batches.test.cardinality())
+    plain = batches.train_plain.take(count) if count > 0 else batches.train_plain
+    outputs = _one_hot(int(model.outputs[0].shape[-1]), len(model.outputs))
+    return _metric(model.evaluate(plain.map(outputs), return_dict=True, verbose=0), "top1")
 
 
 def write_report(
