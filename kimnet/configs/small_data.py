@@ -1,0 +1,60 @@
+"""The budget the augmentation and regularisation studies share: a regime that overfits.
+
+Both studies ask whether a technique reduces overfitting, which only shows when the
+model overfits without it. So VGG-11-BN (28M parameters, 21M of them in its two
+4096-wide fully connected layers, ImageNet strides at 32 px: 172M multiply-adds)
+trains on only the first 1,000 Fashion-MNIST training images for 10 epochs (160 steps
+of 64, every image seen 10 times), with no augmentation, no dropout, no weight decay
+and no label smoothing. That is enough steps to fit 1,000 images nearly perfectly
+while test top-1 stays well below it, so the gap between train and test top-1 is large
+and a regulariser or an augmentation has room to shrink it. VGG-11-BN because it is
+the one family with a form without batch norm (``vgg11``), which the regularisation
+study needs, and both studies use one model so their baselines are the same run.
+
+The test pass uses the first 2,000 test images (the same for every row, so rows are
+compared on the same images) and validation the first 256; there is no export.
+Each row runs with seeds 0, 1, 2 (weights, shuffling and augmentation change with
+the seed; the 1,000 training images do not).
+
+The quick variant keeps every row and two seeds (so the aggregation and the
+significance test run) but trains 2 steps per epoch for 1 epoch and evaluates 2
+batches: a smoke test, not a measurement.
+"""
+
+from kimnet import experiment
+from kimnet.studies.study import QUICK_SEEDS, SEEDS
+
+BUDGET = {
+    "data": {
+        "name": "fashion_mnist",
+        "image_size": 32,
+        "batch_size": 64,
+        "train_examples": 1000,
+        "validation_examples": 256,
+        "test_examples": 2000,
+    },
+    "model": {"name": "vgg11_bn", "small_input": "false", "dropout": 0.0},
+    "schedule": {"epochs": 10, "warmup_epochs": 0.5},
+    "optim": {"name": "adamw", "learning_rate": 2e-3, "weight_decay": 0.0, "label_smoothing": 0.0},
+    "augment": {"ops": "none"},
+    "evaluate": {"bn_recalibration_batches": 4},
+    "export": {"enabled": False},
+}
+QUICK = {
+    "schedule.epochs": 1,
+    "schedule.steps_per_epoch": 2,
+    "evaluate.max_batches": 2,
+    "evaluate.bn_recalibration_batches": 1,
+}
+
+
+def base(arg: str | None) -> tuple[dict, list[int]]:
+    """The base experiment (as a dict) and the seeds of the full or ``quick`` variant."""
+    config = experiment.base()
+    experiment.override(config, dict(experiment.flatten(BUDGET)))
+    if arg == "quick":
+        experiment.override(config, QUICK)
+        return config.to_dict(), list(QUICK_SEEDS)
+    if arg:
+        raise ValueError(f"Unknown variant '{arg}'; known: quick.")
+    return config.to_dict(), list(SEEDS)
