@@ -16,8 +16,6 @@ Rows, in two groups, each compared with its group's first row:
   CutMix and random erasing, each on top of ``flip_h,crop``.
 """
 
-import ml_collections
-
 from kimnet.configs import small_data
 
 ARTICLE_OPS = ("flip_h", "crop", "rotate", "zoom", "translate", "noise")
@@ -42,18 +40,8 @@ def settings():
 
 
 def get_config(arg=None):
-    base, seeds = small_data.base(arg)
     rows = [
         {"name": name, "label": label, "group": group, "overrides": {"augment": {"ops": ops}}}
         for name, label, group, ops in settings()
     ]
-    return ml_collections.ConfigDict(
-        {
-            "name": "augmentation-study" + ("-quick" if arg == "quick" else ""),
-            "kind": "augmentation",
-            "base": base,
-            "rows": rows,
-            "seeds": seeds,
-            "source": None,
-        }
-    )
+    return small_data.study("augmentation-study", "augmentation", rows, arg)

@@ -15,8 +15,6 @@ setting and is compared with the baseline::
 - label smoothing 0.1.
 """
 
-import ml_collections
-
 from kimnet.configs import small_data
 
 ROWS = (
@@ -31,17 +29,7 @@ ROWS = (
 
 
 def get_config(arg=None):
-    base, seeds = small_data.base(arg)
     rows = [
         {"name": name, "label": label, "overrides": overrides} for name, label, overrides in ROWS
     ]
-    return ml_collections.ConfigDict(
-        {
-            "name": "regularization-study" + ("-quick" if arg == "quick" else ""),
-            "kind": "regularization",
-            "base": base,
-            "rows": rows,
-            "seeds": seeds,
-            "source": None,
-        }
-    )
+    return small_data.study("regularization-study", "regularization", rows, arg)

@@ -21,6 +21,8 @@ significance test run) but trains 2 steps per epoch for 1 epoch and evaluates 2
 batches: a smoke test, not a measurement.
 """
 
+import ml_collections
+
 from kimnet import experiment
 from kimnet.studies.study import QUICK_SEEDS, SEEDS
 
@@ -48,13 +50,23 @@ QUICK = {
 }
 
 
-def base(arg: str | None) -> tuple[dict, list[int]]:
-    """The base experiment (as a dict) and the seeds of the full or ``quick`` variant."""
+def study(name: str, kind: str, rows: list[dict], arg: str | None) -> ml_collections.ConfigDict:
+    """The study ``name`` of ``kind`` with ``rows`` on this budget, full or ``quick``."""
     config = experiment.base()
     experiment.override(config, dict(experiment.flatten(BUDGET)))
+    seeds = SEEDS
     if arg == "quick":
         experiment.override(config, QUICK)
-        return config.to_dict(), list(QUICK_SEEDS)
-    if arg:
+        name, seeds = f"{name}-quick", QUICK_SEEDS
+    elif arg:
         raise ValueError(f"Unknown variant '{arg}'; known: quick.")
-    return config.to_dict(), list(SEEDS)
+    return ml_collections.ConfigDict(
+        {
+            "name": name,
+            "kind": kind,
+            "base": config.to_dict(),
+            "rows": rows,
+            "seeds": list(seeds),
+            "source": None,
+        }
+    )

@@ -35,8 +35,7 @@ def extra(result: RunResult) -> dict[str, Any]:
 
 
 def record_text(record: dict[str, Any]) -> str:
-    if record.get("error"):
-        return f"  {record['label']} failed: {record['error']}"
+    """The console line of a finished run."""
     return (
         f"  {record['label']}: train top-1 {record['train_top1']:.4f}, test top-1 "
         f"{record['test_top1']:.4f}, {record['total_seconds']:.0f} s"

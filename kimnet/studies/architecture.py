@@ -35,8 +35,7 @@ def extra(result: RunResult) -> dict[str, Any]:
 
 
 def record_text(record: dict[str, Any]) -> str:
-    if record.get("error"):
-        return f"  {record['label']} failed: {record['error']}"
+    """The console line of a finished run."""
     return (
         f"  {record['label']}: test top-1 {record['test_top1']:.4f}, top-5 "
         f"{record['test_top5']:.4f}, {_number(record.get('steady_images_per_second'))} images/s "

@@ -82,8 +82,14 @@ def run(
         log(f"[{index}/{len(runs)}] {row.label} (seed {seed})")
         records.append(_train_row(study, row, seed, out, splits, source, trainer))
         write(study, records, out)
-        log(REPORTS[study.kind].record_text(records[-1]))
+        log(_record_text(study, records[-1]))
     return records
+
+
+def _record_text(study: Study, record: dict[str, Any]) -> str:
+    if record.get("error"):
+        return f"  {record['label']} failed: {record['error']}"
+    return REPORTS[study.kind].record_text(record)
 
 
 def _shared_splits(study: Study) -> data.Splits:

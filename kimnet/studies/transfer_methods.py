@@ -93,8 +93,7 @@ def extra(result: RunResult) -> dict[str, Any]:
 
 
 def record_text(record: dict[str, Any]) -> str:
-    if record.get("error"):
-        return f"[study] N={record['group']} {record['label']} failed: {record['error']}"
+    """The console line of a finished run."""
     return f"[study] N={record['group']} {record['label']}: test top-1 {record['test_top1']:.4f}"
 
 
