@@ -1,6 +1,6 @@
 """The augmentation study: one model, one budget, one row per augmentation setting.
 
-VGG-11-BN trains on the first 1,000 Fashion-MNIST training images for 10 epochs
+VGG-11-BN trains on the first 1,000 Fashion-MNIST training images for 8 epochs
 (:mod:`kimnet.configs.small_data`: a regime that overfits without augmentation, so
 an augmentation has a gap to close), once per setting and seed::
 
