@@ -276,3 +276,22 @@ def test_regularization_study_varies_one_setting_per_row_from_an_unregularised_b
     # Both studies share the one budget.
     assert _settings(AUGMENTATION).base.to_dict() == b.to_dict()
     assert dataclasses.replace(quick, rows=()).base.schedule.steps_per_epoch == 2
+
+
+@pytest.mark.slow  # four real VGG runs of two steps: 2-4 min idle, much longer under load
+def test_quick_regularization_study_trains_and_writes_every_output(tmp_path):
+    definition = study.load(f"{REGULARIZATION}:quick")
+    only = ["reg-baseline", "reg-no-batchnorm"]
+    records = runner.run(definition, tmp_path, only=only, log=lambda _: None)
+    assert [(r["row"], r["seed"]) for r in records] == [(n, s) for n in only for s in (0, 1)]
+    for record in records:
+        assert record["error"] is None and 0 <= record["train_top1"] <= 1
+        assert record["gap"] == pytest.approx(record["train_top1"] - record["test_top1"])
+    out = tmp_path / "regularization-study-quick"
+    table = (out / "results.md").read_text()
+    assert "| baseline (no regularisation) | (baseline) |" in table
+    assert "| without batch norm (vgg11) | model.name=vgg11 |" in table
+    with Image.open(out / "train_vs_test.png") as image:
+        assert image.format == "PNG"
+    trials = sorted(p.name for p in (out / "hparams").iterdir() if p.is_dir())
+    assert trials == [f"{n}-seed{s}" for n in only for s in (0, 1)]
