@@ -96,11 +96,12 @@ finetune: $(PY)
 
 compare-architectures: $(PY)
 	$(PY) pipelines/study.py --study=configs/architecture_study.py$(if $(QUICK),:quick) \
-		--workdir=$(LOGDIR) $(if $(MODELS),--only=$(shell echo $(MODELS) | sed 's/\([^,]*\)/arch-\1/g')) $(ARGS)
+		--workdir=$(LOGDIR) $(if $(MODELS),--only=$(shell echo $(MODELS) | sed 's/\([^,]*\)/arch-\1/g')) \
+		$(if $(ONLY),--only=$(ONLY)) $(ARGS)
 
 transfer-study: $(PY)
 	$(PY) pipelines/study.py --study=configs/transfer_study.py$(if $(QUICK),:quick) \
-		--workdir=$(LOGDIR) $(ARGS)
+		--workdir=$(LOGDIR) $(if $(ONLY),--only=$(ONLY)) $(ARGS)
 
 study-augmentation study-regularization: study-%: $(PY)
 	$(PY) pipelines/study.py --study=configs/$*_study.py$(if $(QUICK),:quick) \
