@@ -36,7 +36,8 @@ PORT ?= 8501
 LOGDIR ?= runs
 
 .PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
-	bench-serve serve transfer-study compare-architectures clean
+	bench-serve serve transfer-study compare-architectures study-augmentation \
+	study-regularization clean
 
 help:
 	@echo "make install              virtual environment in $(VENV), kimnet (editable), Fashion-MNIST"
@@ -49,6 +50,9 @@ help:
 	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn, NEW_HEAD=1"
 	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1, MODELS=a,b)"
 	@echo "make transfer-study       pretrain on Fashion-MNIST 0-4, compare transfer methods on 5-9 (QUICK=1)"
+	@echo "make study-augmentation   one model on 1,000 images, one row per augmentation (QUICK=1)"
+	@echo "make study-regularization the same budget: dropout, batch norm, weight decay, smoothing (QUICK=1)"
+	@echo "   every study: ARGS=--overwrite replaces another definition's results; ONLY=row,row"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
 	@echo "make models               every registered model: parameters, multiply-adds, stages"
 	@echo "make bench / bench-serve  input-pipeline and training throughput / server load benchmark"
@@ -94,11 +98,16 @@ finetune: $(PY)
 
 compare-architectures: $(PY)
 	$(PY) pipelines/study.py --study=configs/architecture_study.py$(if $(QUICK),:quick) \
-		--workdir=$(LOGDIR) $(if $(MODELS),--only=$(shell echo $(MODELS) | sed 's/\([^,]*\)/arch-\1/g')) $(ARGS)
+		--workdir=$(LOGDIR) $(if $(MODELS),--only=$(shell echo $(MODELS) | sed 's/\([^,]*\)/arch-\1/g')) \
+		$(if $(ONLY),--only=$(ONLY)) $(ARGS)
 
 transfer-study: $(PY)
 	$(PY) pipelines/study.py --study=configs/transfer_study.py$(if $(QUICK),:quick) \
-		--workdir=$(LOGDIR) $(ARGS)
+		--workdir=$(LOGDIR) $(if $(ONLY),--only=$(ONLY)) $(ARGS)
+
+study-augmentation study-regularization: study-%: $(PY)
+	$(PY) pipelines/study.py --study=configs/$*_study.py$(if $(QUICK),:quick) \
+		--workdir=$(LOGDIR) $(if $(ONLY),--only=$(ONLY)) $(ARGS)
 
 tensorboard: $(PY)
 	$(VENV)/bin/tensorboard --logdir $(LOGDIR) --host $(HOST)

@@ -303,6 +303,7 @@ def test_transfer_study_rows_and_report_helpers(tmp_path):
     assert full.source["data.classes"] == "0-4" and full.base.data.name == "fashion_mnist"
     assert {row.overrides["data.classes"] for row in full.rows} == {"5-9"}
     assert len({row.group for row in full.rows}) >= 2 and len(quick.rows) < len(full.rows)
+    assert full.seeds == (0, 1, 2) and quick.seeds == (0, 1)
     steps = "schedule.steps_per_epoch"
     assert quick.source[steps] * quick.source["schedule.epochs"] < (
         full.source[steps] * full.source["schedule.epochs"]

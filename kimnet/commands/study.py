@@ -24,7 +24,7 @@ _OVERWRITE = flags.DEFINE_boolean(
 
 def _study(argv: list[str]) -> None:
     from kimnet.errors import InputError
-    from kimnet.studies import runner, study
+    from kimnet.studies import report, runner, study
 
     if len(argv) > 1:
         raise InputError(f"Unexpected arguments: {' '.join(argv[1:])}.")
@@ -34,7 +34,10 @@ def _study(argv: list[str]) -> None:
     records = runner.run(definition, _WORKDIR.value, only=_ONLY.value, overwrite=_OVERWRITE.value)
     out = runner.study_dir(definition, _WORKDIR.value)
     print("\n" + (out / "results.md").read_text())
-    print(f"Written to {out}/results.md and results.json")
+    print(
+        f"Written to {out}/: results.md, results.json, a plot, and an HParams dashboard "
+        f"(tensorboard --logdir {out / report.HPARAMS_DIR})"
+    )
     if any(record.get("error") for record in records):
         sys.exit(1)
 

@@ -2,7 +2,9 @@
 
 Every model of ``configs/architecture_study.py`` is trained from scratch with the
 same base experiment; this module adds each model's family and multiply-adds to
-its record and writes ``results.md`` (a markdown table).
+its record, with the exported SavedModel's latency at batch 1 and throughput at batch
+64 (:func:`kimnet.speed.savedmodel_speed`), and writes ``results.md`` (a markdown table)
+and ``top1.png`` (test top-1 per model, ± one standard deviation over seeds).
 """
 
 from __future__ import annotations
@@ -11,25 +13,29 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kimnet import experiment, models
+from kimnet import experiment, models, speed
 from kimnet.models.zoo import count_macs
+from kimnet.studies import report
 from kimnet.training import RunResult
 
 
 def extra(result: RunResult) -> dict[str, Any]:
     """What the table shows besides the run's metrics."""
     config = experiment.load(str(result.run_dir))
-    return {
+    measured = {
         "model": result.metrics.model,
         "family": models.get(result.metrics.model).family,
         "small_input": experiment.uses_small_input(config),
         "macs": count_macs(result.model),
     }
+    if result.export_dir is not None:
+        fast = speed.savedmodel_speed(result.export_dir, result.model.input_shape[1:])
+        measured |= {"latency_ms": fast.latency_ms, "images_per_second": fast.images_per_second}
+    return measured
 
 
 def record_text(record: dict[str, Any]) -> str:
-    if record.get("error"):
-        return f"  {record['label']} failed: {record['error']}"
+    """The console line of a finished run."""
     return (
         f"  {record['label']}: test top-1 {record['test_top1']:.4f}, top-5 "
         f"{record['test_top5']:.4f}, {_number(record.get('steady_images_per_second'))} images/s "
@@ -45,18 +51,18 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0f}"
 
 
-def _accuracy(row: dict[str, Any], key: str) -> str:
-    text = f"{row[key]:.2%}"
-    return text + (f" ± {row[key + '_std']:.2%}" if len(row.get("seeds", [])) > 1 else "")
-
-
 def _table_row(r: dict[str, Any]) -> str:
     if r.get("error") and not r.get("seeds"):
-        return f"| {r['label']} | {models.get(r['label']).family} | failed: {r['error']} |||||||||"
+        return (
+            f"| {r['label']} | {models.get(r['label']).family} | failed: {r['error']} |||||||||||"
+        )
     return (
         f"| {r['model']} | {r['family']} | {'yes' if r['small_input'] else 'no'} "
-        f"| {_millions(r['parameters'])} | {_millions(r['macs'])} | {_accuracy(r, 'test_top1')} "
-        f"| {_accuracy(r, 'test_top5')} | {_number(r.get('steady_images_per_second'))} "
+        f"| {_millions(r['parameters'])} | {_millions(r['macs'])} "
+        f"| {report.cell(r, 'test_top1', digits=2)} | {report.cell(r, 'test_top5', digits=2)} "
+        f"| {report.cell(r, 'latency_ms', scale=1, digits=1)} "
+        f"| {report.cell(r, 'images_per_second', scale=1, digits=0)} "
+        f"| {_number(r.get('steady_images_per_second'))} "
         f"| {_number(r.get('first_step_seconds'))} "
         f"| {r['fit_seconds']:.0f} | {r['total_seconds']:.0f} |"
     )
@@ -70,26 +76,20 @@ def _note(study) -> str:
         for row in study.rows
         if len(row.overrides) > 1
     )
-    steps = b.schedule.steps_per_epoch or "all"
-    seeds = ", ".join(str(s) for s in study.seeds)
     return (
-        f"{b.data.name} at {b.data.image_size} px, trained from scratch: {b.schedule.epochs} "
-        f"epoch(s) x {steps} steps of batch {b.data.batch_size}, {b.optim.name} (lr "
-        f"{b.optim.learning_rate:g}, warm-up {b.schedule.warmup_epochs:g} epoch, cosine decay, "
-        f"weight decay {b.optim.weight_decay:g}), label smoothing {b.optim.label_smoothing:g}, "
-        f"augmentation {b.augment.ops}, dropout {b.model.dropout:g}, small_input "
-        f"{b.model.small_input}"
+        report.budget_text(b)
         + (f" (per model: {per_model})" if per_model else "")
-        + (
-            f"; evaluated on the first {b.evaluate.max_batches} batches of validation and test"
-            if b.evaluate.max_batches
-            else "; tested on the whole test split"
-        )
-        + f"; seeds {seeds} (top-1/top-5: mean ± standard deviation over seeds when several)."
-        " Multiply-adds of one image at the trained size; parameters include the classifier. "
+        + f"; {report.evaluation_text(b)}. "
+        + report.rule_note(study)
+        + " Top-1/top-5 in %. Multiply-adds of one image at the trained size; parameters "
+        "include the classifier. "
         "Train images/s: training throughput after the first step; the first step (first step "
         "s) builds the graph and fills the shuffle buffer. Fit s: training plus the validation "
-        "pass; total s adds the test pass and the SavedModel export."
+        "pass; total s adds the test and train passes, the SavedModel export and the speed "
+        "measurement. Latency: the exported SavedModel's serving_default signature, called in "
+        f"process with one uint8 image, median of {speed.LATENCY_REPEATS} calls after "
+        f"{speed.WARMUP_CALLS} warm-up calls; served images/s: batches of "
+        f"{speed.THROUGHPUT_BATCH}, median of {speed.THROUGHPUT_REPEATS} calls."
         + (" Chance is 10%." if b.data.name == "fashion_mnist" else "")
     )
 
@@ -97,8 +97,9 @@ def _note(study) -> str:
 def markdown(summaries: Sequence[dict[str, Any]], study) -> str:
     lines = [
         "| model | family | small input | parameters | multiply-adds | test top-1 "
-        "| test top-5 | train images/s | first step s | fit s | total s |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| test top-5 | latency ms (batch 1) | served images/s (batch 64) | train images/s "
+        "| first step s | fit s | total s |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(_table_row(r) for r in summaries),
     ]
     return "\n".join(lines) + "\n\n" + _note(study) + "\n"
@@ -106,3 +107,10 @@ def markdown(summaries: Sequence[dict[str, Any]], study) -> str:
 
 def write_report(study, summaries: Sequence[dict[str, Any]], out: Path) -> None:
     (out / "results.md").write_text(markdown(summaries, study))
+    report.plot_bars(
+        summaries,
+        [("test_top1", "test top-1")],
+        out / "top1.png",
+        ylabel="test top-1 (%)",
+        title=f"{study.name}: mean ± std over seeds {', '.join(map(str, study.seeds))}",
+    )

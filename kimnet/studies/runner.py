@@ -3,9 +3,10 @@
 ``<workdir>/<study name>/`` receives ``runs/`` and ``savedmodels/`` (one run
 directory per row and seed), ``results.json`` (the study's definition, one record
 per run and one summary per row) and the report of the study's kind
-(``results.md`` and a plot). A rerun of some rows (``only``) keeps the other rows'
-results when the study's definition has not changed; a changed definition is
-refused unless ``overwrite``.
+(``results.md`` and a plot), and ``hparams/``, TensorBoard's HParams dashboard of
+every run (``tensorboard --logdir <study dir>/hparams``). A rerun of some rows
+(``only``) keeps the other rows' results when the study's definition has not
+changed; a changed definition is refused unless ``overwrite``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,12 +23,17 @@ import keras
 
 from kimnet import data
 from kimnet.errors import InputError
-from kimnet.studies import architecture, transfer_methods
+from kimnet.studies import ablation, architecture, report, transfer_methods
 from kimnet.studies.study import SOURCE, SOURCE_RUN, Row, Study
 from kimnet.training import RunResult, train
 from kimnet.transfer import subsets
 
-REPORTS = {"architecture": architecture, "transfer": transfer_methods}
+REPORTS = {
+    "architecture": architecture,
+    "transfer": transfer_methods,
+    "augmentation": ablation,
+    "regularization": ablation,
+}
 Trainer = Callable[..., RunResult]
 
 
@@ -77,8 +82,14 @@ def run(
         log(f"[{index}/{len(runs)}] {row.label} (seed {seed})")
         records.append(_train_row(study, row, seed, out, splits, source, trainer))
         write(study, records, out)
-        log(REPORTS[study.kind].record_text(records[-1]))
+        log(_record_text(study, records[-1]))
     return records
+
+
+def _record_text(study: Study, record: dict[str, Any]) -> str:
+    if record.get("error"):
+        return f"  {record['label']} failed: {record['error']}"
+    return REPORTS[study.kind].record_text(record)
 
 
 def _shared_splits(study: Study) -> data.Splits:
@@ -134,6 +145,8 @@ def _measured(result: RunResult, seconds: float) -> dict[str, Any]:
         "error": None,
         "test_top1": m.test_top1,
         "test_top5": m.test_top5,
+        "train_top1": m.train_top1,
+        "gap": None if m.train_top1 is None else m.train_top1 - m.test_top1,
         "validation_top1": m.validation_top1,
         "parameters": m.parameters,
         "trainable_parameters": m.trainable_parameters_per_phase or [m.trainable_parameters],
@@ -149,29 +162,9 @@ def _measured(result: RunResult, seconds: float) -> dict[str, Any]:
     }
 
 
-def summarise(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One summary per row: its first good record, with the mean and standard deviation
-    of test top-1/top-5 over its seeds (std 0 for a single seed)."""
-    rows: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        rows.setdefault(record["row"], []).append(record)
-    summaries = []
-    for runs in rows.values():
-        good = [r for r in runs if not r.get("error")]
-        summary = dict(good[0] if good else runs[0])
-        summary["seeds"] = [r["seed"] for r in good]
-        for key in ("test_top1", "test_top5"):
-            values = [r[key] for r in good]
-            if values:
-                summary[key] = statistics.fmean(values)
-                summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-        summaries.append(summary)
-    return summaries
-
-
 def write(study: Study, records: Sequence[dict[str, Any]], out: Path) -> None:
     """``results.json`` and the kind's report, rewritten from all records so far."""
-    summaries = summarise(records)
+    summaries = report.summarise(records, [row.name for row in study.rows])
     payload = {
         "study": study.name,
         "kind": study.kind,
@@ -181,3 +174,4 @@ def write(study: Study, records: Sequence[dict[str, Any]], out: Path) -> None:
     }
     (out / "results.json").write_text(json.dumps(payload, indent=2))
     REPORTS[study.kind].write_report(study, summaries, out)
+    report.write_hparams(study, records, out)

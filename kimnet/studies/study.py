@@ -4,7 +4,7 @@ A study file (``configs/*_study.py``) defines ``get_config(arg=None)`` returning
 ``ml_collections.ConfigDict`` with
 
 - ``name``: the study directory under the work directory;
-- ``kind``: which report summarises it (``architecture`` or ``transfer``);
+- ``kind``: which report summarises it (one of :data:`KINDS`);
 - ``base``: an experiment config (:mod:`kimnet.experiment`) every row starts from;
 - ``rows``: ``[{name, label, group, overrides}]``, ``overrides`` being nested like
   the experiment (``{"model": {"name": "resnet18"}}``); ``name`` is the row's run name;
@@ -22,6 +22,7 @@ import dataclasses
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import ml_collections
@@ -29,7 +30,11 @@ import ml_collections
 from kimnet import experiment
 from kimnet.errors import InputError
 
-KINDS = ("architecture", "transfer")
+KINDS = ("architecture", "transfer", "augmentation", "regularization")
+# Every study's seeds: three in the full variant, two in the quick one (enough for a
+# standard deviation and a t-test, so the quick variant exercises the aggregation).
+SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0, 1)
 SOURCE = "{source}"
 SOURCE_RUN = "source"
 # What the study decides for every run, so rows may not set it.
@@ -161,9 +166,8 @@ def _check_rows(study: Study) -> None:
             raise InputError(f"Study row {index} ({row.name}): {error}") from None
 
 
-def load(spec: str) -> Study:
-    """The study of ``file.py[:arg]`` (``get_config(arg)``), checked."""
-    path_text, _, arg = spec.partition(":")
+def load_module(path_text: str) -> ModuleType:
+    """The study file ``path_text`` as a module (its ``get_config`` not called yet)."""
     path = Path(path_text).expanduser()
     if not path.is_file():
         raise InputError(f"Study file '{path_text}' does not exist.")
@@ -172,4 +176,11 @@ def load(spec: str) -> Study:
     module_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise InputError(f"Study file '{path}' does not define get_config(arg=None).")
+    return module
+
+
+def load(spec: str) -> Study:
+    """The study of ``file.py[:arg]`` (``get_config(arg)``), checked."""
+    path_text, _, arg = spec.partition(":")
+    module = load_module(path_text)
     return from_config(module.get_config(arg) if arg else module.get_config())

@@ -11,7 +11,8 @@ same target test images:
   (the cut after the last stage is the classic frozen-backbone feature extraction).
 
 This module writes ``results.md`` (test top-1, and top-5 when the target has at
-least 10 classes) and ``accuracy_vs_size.png``.
+least 10 classes; mean ± std over seeds, marked where a method differs from training
+from scratch at the same size) and ``accuracy_vs_size.png`` (± one std).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kimnet.errors import InputError
+from kimnet.studies import report
 from kimnet.studies.study import SOURCE_RUN
 from kimnet.training import RunResult
 
@@ -41,7 +43,8 @@ def phase_epochs(shares: tuple[tuple[str, float], ...], epochs: int) -> str:
 
 
 def markdown_table(results: list[dict[str, Any]], sizes: list[int], top5: bool) -> str:
-    """Rows: methods; columns: target training-set sizes; cells: test top-1 (and top-5) %."""
+    """Rows: methods; columns: target training-set sizes; cells: test top-1 (and top-5) %,
+    mean ± std over seeds with the mark of :func:`kimnet.studies.report.cell`."""
     labels = list(dict.fromkeys(r["label"] for r in results))
     cell = {(r["label"], r["train_examples"]): r for r in results}
     header = "| method | " + " | ".join(f"N={n} top-1" for n in sizes)
@@ -56,24 +59,23 @@ def markdown_table(results: list[dict[str, Any]], sizes: list[int], top5: bool) 
         for key in keys:
             for n in sizes:
                 r = cell.get((label, n))
-                values.append(f"{100 * r[key]:.1f}" if r else "-")
+                values.append(report.cell(r, key) if r else "-")
         lines.append(f"| {label} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
 def plot(results: list[dict[str, Any]], sizes: list[int], path: Path) -> None:
-    """Test top-1 against target training-set size, one line per method."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Test top-1 against target training-set size, one line per method, ± one std."""
+    plt = report.pyplot()
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label in dict.fromkeys(r["label"] for r in results):
         points = sorted(
-            (r["train_examples"], 100 * r["test_top1"]) for r in results if r["label"] == label
+            (r["train_examples"], 100 * r["test_top1"], 100 * r.get("test_top1_std", 0))
+            for r in results
+            if r["label"] == label
         )
-        axes.plot(*zip(*points, strict=True), marker="o", label=label)
+        xs, ys, errors = zip(*points, strict=True)
+        axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=label)
     axes.set_xscale("log")
     axes.minorticks_off()
     axes.set_xticks(sizes, [str(n) for n in sizes])
@@ -91,8 +93,7 @@ def extra(result: RunResult) -> dict[str, Any]:
 
 
 def record_text(record: dict[str, Any]) -> str:
-    if record.get("error"):
-        return f"[study] N={record['group']} {record['label']} failed: {record['error']}"
+    """The console line of a finished run."""
     return f"[study] N={record['group']} {record['label']}: test top-1 {record['test_top1']:.4f}"
 
 
@@ -114,6 +115,8 @@ def write_report(study, summaries: Sequence[dict[str, Any]], out: Path) -> None:
         + f". Target: classes {b.data.classes}; N target training images, test on "
         f"{b.data.test_examples or 'all'} target test images. Test top-1 in %"
         + (", then top-5." if top5 else f" (top-5 omitted: the target has {classes} classes).")
+        + " "
+        + report.rule_note(study)
     )
     (out / "results.md").write_text(
         f"# {study.name}\n\n{note}\n\n{markdown_table(results, sizes, top5)}\n"

@@ -63,6 +63,8 @@ class Metrics:
     resumed_from_epoch: int | None = None
     precision: str | None = None  # the dtype policy used (runtime.precision may say auto)
     status: str = "finished"
+    # Top-1 on un-augmented training images in evaluation mode (see train_top1()).
+    train_top1: float | None = None
 
     @property
     def trainable_parameters_per_phase(self) -> list[int]:
@@ -117,6 +119,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             end_early(progress.checkpointer, config, run_dir)
             progress.precise_bn.recalibrate(model)
             test = evaluate(model, config, splits.info, batches, run_dir)
+            top1_on_train = train_top1(model, batches)
             # The last checkpoint holds the statistics the test used, like the export.
             with fileio.atomic_path(run_dir / "checkpoints" / state.LAST) as tmp:
                 model.save_weights(str(tmp))
@@ -126,6 +129,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             metrics.loaded = loaded.to_dict() if loaded else None
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
             metrics.precision = policy.policy
+            metrics.train_top1 = top1_on_train
             write_results(run_dir, metrics)
     return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
@@ -558,6 +562,16 @@ def _earlier_records(run_dir: Path, resumed: state.State | None) -> list[dict[st
     return json.loads(path.read_text())
 
 
+def train_top1(model: keras.Model, batches: Batches) -> float:
+    """Top-1 on the plain (un-augmented, unshuffled) training batches in evaluation mode,
+    on as many batches as the test pass (so at most ``evaluate.max_batches``): the
+    training side of the generalisation gap, at the cost of a second test pass."""
+    count = int(batches.test.cardinality())
+    plain = batches.train_plain.take(count) if count > 0 else batches.train_plain
+    outputs = _one_hot(int(model.outputs[0].shape[-1]), len(model.outputs))
+    return _metric(model.evaluate(plain.map(outputs), return_dict=True, verbose=0), "top1")
+
+
 def evaluate(
     model: keras.Model,
     config: ml_collections.ConfigDict,
@@ -600,6 +614,14 @@ def export_model(
 
 def write_results(run_dir: Path, metrics: Metrics) -> None:
     fileio.write_json_atomic(run_dir / "metrics.json", dataclasses.asdict(metrics))
+
+
+def _metric(logs: dict, name: str) -> float:
+    """A final metric from Keras logs; multi-output models prefix the name."""
+    for key in (name, f"predictions_{name}"):
+        if key in logs:
+            return float(logs[key])
+    raise KeyError(name)
 
 
 def _rounded(value: float | None) -> float | None:
