@@ -266,10 +266,12 @@ def write_chart(report: dict[str, Any], out: Path) -> Path:
         axis.set_ylabel("training images/s")
         notes = [f"{label}: {v['median']:.2f}" for label, v in result["ratios"].items()]
         axis.set_title(name + "\n" + "\n".join(notes), fontsize=8)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[side]) for side in SIDES]
-    figure.legend(handles, SIDES, loc="lower center", ncol=3, fontsize=8)
-    m = report["machine"]
-    figure.suptitle(f"{m['cpu']}, {m['cores']} cores; load {report['load_before'][0]:.2f}", y=1.0)
+    shown = [side for side in SIDES if any(side in r["sides"] for r in models.values())]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colors[side]) for side in shown]
+    figure.legend(handles, shown, loc="lower center", ncol=3, fontsize=8)
+    m, before, after = report["machine"], report["load_before"][0], report["load_after"][0]
+    title = f"{m['cpu']}, {m['cores']} cores; 1-min load {before:.2f} before, {after:.2f} after"
+    figure.suptitle(title, y=1.0)
     figure.tight_layout(rect=(0, 0.12, 1, 0.97))
     path = out / "bench.png"
     figure.savefig(path, dpi=120, bbox_inches="tight")
