@@ -126,10 +126,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--torch-python", default=sys.executable, help="interpreter with torch and torchvision"
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="PyTorch's intra-op threads (default: every core, as TensorFlow uses)",
+    )
     parser.add_argument("--infer-repeats", type=int, default=20, help="timed inference calls")
     args = parser.parse_args(argv)
     args.cases = _cases(args.models)
-    for name, low in (("rounds", 1), ("steps", 2), ("batch", 1), ("infer_repeats", 1)):
+    checks = (("rounds", 1), ("steps", 2), ("batch", 1), ("infer_repeats", 1), ("torch_threads", 1))
+    for name, low in checks:
         if getattr(args, name) is not None and getattr(args, name) < low:
             flag = name.replace("_", "-")
             raise InputError(f"--{flag}={getattr(args, name)}: must be at least {low}.")
@@ -290,10 +297,10 @@ def write_all(report: dict[str, Any], out: Path) -> list[Path]:
 class TorchWorker:
     """``bench_train_torch.py`` under ``python``, kept running across rounds."""
 
-    def __init__(self, python: str, log: Path):
+    def __init__(self, python: str, log: Path, threads: int | None = None):
         self.log = log.open("w")
         self.process = subprocess.Popen(
-            [python, str(WORKER)],
+            [python, str(WORKER), *([str(threads)] if threads else [])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -558,12 +565,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load_before = os.getloadavg()
     splits = data.load("fashion_mnist")
     with tempfile.TemporaryDirectory(prefix="kimnet-bench-") as tmp:
-        worker = TorchWorker(args.torch_python, Path(tmp) / "torch-worker.log")
+        worker = TorchWorker(args.torch_python, Path(tmp) / "torch-worker.log", args.torch_threads)
         if worker.skipped:
             print(skip_message(worker.skipped), flush=True)
         versions = {"TensorFlow": tf.__version__, "Keras": keras.__version__}
         if not worker.skipped:
             versions.update(torch=worker.hello["torch"], torchvision=worker.hello["torchvision"])
+            versions["torch threads"] = worker.hello["threads"]
         try:
             results = {}
             for name, case in args.cases.items():

@@ -122,7 +122,8 @@ def main() -> int:
     except ImportError as error:
         reply({"skip": f"torch and torchvision are not importable by {sys.executable} ({error})"})
         return 0
-    torch.set_num_threads(os.cpu_count() or 1)
+    # argv[1]: the thread count (bench_train.py --torch-threads); default every core.
+    torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else os.cpu_count() or 1)
     reply(
         {
             "ready": True,

@@ -125,6 +125,7 @@ def test_the_torch_worker_reports_a_missing_torch_in_one_line(tmp_path):
     [
         (["--rounds=0"], "error: --rounds=0: must be at least 1."),
         (["--steps=1"], "error: --steps=1: must be at least 2."),
+        (["--torch-threads=0"], "error: --torch-threads=0: must be at least 1."),
         (["--models=nope"], "error: Unknown --models entry 'nope'"),
         (["--models=,"], "error: --models is empty"),
         (["--rounds=x"], "error: argument --rounds: invalid int value: 'x'; see --help."),
