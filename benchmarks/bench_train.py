@@ -583,8 +583,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "machine": machine(),
         "versions": versions,
-        "load_before": list(load_before),
-        "load_after": list(os.getloadavg()),
+        "load_before": [round(load, 2) for load in load_before],
+        "load_after": [round(load, 2) for load in os.getloadavg()],
         "settings": {"rounds": args.rounds, "steps": args.steps or "per model", "batch": batch},
         "torch_skipped": worker.skipped,
         "models": results,
