@@ -36,7 +36,7 @@ PORT ?= 8501
 LOGDIR ?= runs
 
 .PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
-	bench-serve serve transfer-study compare-architectures study-augmentation \
+	bench-input bench-serve serve transfer-study compare-architectures study-augmentation \
 	study-regularization clean
 
 help:
@@ -55,7 +55,10 @@ help:
 	@echo "   every study: ARGS=--overwrite replaces another definition's results; ONLY=row,row"
 	@echo "make tensorboard          TensorBoard over every run in $(LOGDIR)/"
 	@echo "make models               every registered model: parameters, multiply-adds, stages"
-	@echo "make bench / bench-serve  input-pipeline and training throughput / server load benchmark"
+	@echo "make bench                training images/s: kimnet vs plain Keras fit vs PyTorch, side by side,"
+	@echo "   3 models, 5 interleaved rounds, about an hour on 2 idle cores (QUICK=1: about 4 minutes;"
+	@echo "   TORCH_PYTHON=python with torch; ARGS='--models=... --rounds=N'); writes reports/bench/"
+	@echo "make bench-input / bench-serve  input-pipeline throughput table / server load benchmark"
 	@echo "make serve                TF-Serving-compatible REST server for $(MODEL_DIR)/ on $(HOST):$(PORT)"
 	@echo "make lint / format        ruff"
 
@@ -116,6 +119,10 @@ models: $(PY)
 	$(PY) -m kimnet.models
 
 bench: $(PY)
+	$(PY) benchmarks/bench_train.py $(if $(QUICK),--rounds=1 --steps=4 --models=mobilenetv2-32) \
+		$(if $(TORCH_PYTHON),--torch-python=$(TORCH_PYTHON)) $(ARGS)
+
+bench-input: $(PY)
 	$(PY) benchmarks/bench_input.py
 
 bench-serve: $(PY)

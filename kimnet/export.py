@@ -38,6 +38,7 @@ from kimnet.errors import DiskFullError, InputError
 
 DEFAULT_SIGNATURE = "serving_default"
 BYTES_SIGNATURE = "serving_bytes"
+IMAGES_INPUT = "images"  # the serving_default input
 METADATA_FILE = "assets.extra/kimnet.json"
 _VERSION = re.compile(r"^\d+$")
 
@@ -215,7 +216,7 @@ def _archive(
     archive.add_endpoint(
         DEFAULT_SIGNATURE,
         from_images,
-        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name="images")],
+        input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8, name=IMAGES_INPUT)],
     )
     archive.add_endpoint(
         BYTES_SIGNATURE,
@@ -263,7 +264,7 @@ class Classifier:
             images = images[..., None]
         if images.ndim != 4:
             raise InputError(f"Images must be [batch, H, W(, C)], got shape {images.shape}.")
-        return self._numpy(self._images(images=tf.constant(images)))
+        return self._numpy(self._images(**{IMAGES_INPUT: tf.constant(images)}))
 
     def predict_bytes(self, encoded: list[bytes]) -> dict[str, np.ndarray]:
         """Encoded images (PNG/JPEG/...) -> the signature's outputs."""
