@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kimnet import export, speed
 from kimnet.training import loop
 
 
@@ -41,27 +40,3 @@ def test_train_top1_reads_as_many_plain_training_batches_as_the_test_pass():
     assert loop.train_top1(model, _batches(labels, test_batches=1)) == pytest.approx(3 / 4)
     # More test batches than training ones: every training batch, once.
     assert loop.train_top1(model, _batches(labels, test_batches=9)) == pytest.approx(7 / 16)
-
-
-def test_median_seconds_warms_up_then_takes_the_median(monkeypatch):
-    calls = []
-    times = iter([0.0, 0.5, 1.0, 1.1, 2.0, 2.3])  # three calls: 0.5, 0.1, 0.3 s
-
-    def call():
-        calls.append(1)
-
-    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(times))
-    assert speed.median_seconds(call, warmup=2, repeats=3) == pytest.approx(0.3)
-    assert len(calls) == 5
-
-
-def test_savedmodel_speed_of_a_small_export(tmp_path):
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(x))
-    version = export.export(model, tmp_path, class_names=["a", "b", "c"], normalization="tf")
-    measured = speed.savedmodel_speed(
-        version, (8, 8, 1), batch=16, latency_repeats=5, throughput_repeats=3
-    )
-    assert measured.batch == 16
-    assert 0 < measured.latency_ms < 10_000 and measured.images_per_second > 0

@@ -9,7 +9,7 @@ batch size and number of steps, then tested on the full 10,000-image test set::
 
 Every row runs with seeds 0, 1 and 2 (the quick variant: 0 and 1), and its exported
 SavedModel's latency at batch 1 and throughput at batch 64 are measured after training
-(:func:`kimnet.speed.savedmodel_speed`).
+(:func:`kimnet.export_timing.measure_savedmodel`).
 """
 
 import ml_collections

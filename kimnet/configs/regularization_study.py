@@ -11,7 +11,7 @@ setting and is compared with the baseline::
 
 - dropout before the classifier 0.2 and 0.5 (VGG: after ``fc1`` and ``fc2``);
 - without batch norm: ``vgg11``, the same network without its batch-norm layers;
-- decoupled weight decay 5e-4 and 5e-3 (AdamW's, scaled by the learning rate);
+- weight decay 5e-4 and 5e-3 (SGD's: each step shrinks a weight by rate x decay);
 - label smoothing 0.1.
 """
 

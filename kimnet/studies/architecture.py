@@ -3,7 +3,7 @@
 Every model of ``configs/architecture_study.py`` is trained from scratch with the
 same base experiment; this module adds each model's family and multiply-adds to
 its record, with the exported SavedModel's latency at batch 1 and throughput at batch
-64 (:func:`kimnet.speed.savedmodel_speed`), and writes ``results.md`` (a markdown table)
+64 (:func:`kimnet.export_timing.measure_savedmodel`), and writes ``results.md`` (a markdown table)
 and ``top1.png`` (test top-1 per model, ± one standard deviation over seeds).
 """
 
@@ -13,10 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kimnet import experiment, models, speed
+from kimnet import experiment, models
+from kimnet.export_timing import measure_savedmodel
 from kimnet.models.zoo import count_macs
 from kimnet.studies import report
 from kimnet.training import RunResult
+
+# The exported model's speed: median of the timed calls after the warm-up ones.
+SERVED_BATCH = 64
+SPEED_REPEATS = 20
+SPEED_WARMUP = 3
 
 
 def extra(result: RunResult) -> dict[str, Any]:
@@ -29,8 +35,19 @@ def extra(result: RunResult) -> dict[str, Any]:
         "macs": count_macs(result.model),
     }
     if result.export_dir is not None:
-        fast = speed.savedmodel_speed(result.export_dir, result.model.input_shape[1:])
-        measured |= {"latency_ms": fast.latency_ms, "images_per_second": fast.images_per_second}
+        size, _, channels = result.model.input_shape[1:]
+        timed = measure_savedmodel(
+            result.export_dir,
+            image_size=size,
+            channels=channels,
+            batch_sizes=(1, SERVED_BATCH),
+            repeats=SPEED_REPEATS,
+            warmup=SPEED_WARMUP,
+        )
+        measured |= {
+            "latency_ms": timed[1]["median_ms_per_call"],
+            "images_per_second": timed[SERVED_BATCH]["images_per_second"],
+        }
     return measured
 
 
@@ -87,9 +104,9 @@ def _note(study) -> str:
         "s) builds the graph and fills the shuffle buffer. Fit s: training plus the validation "
         "pass; total s adds the test and train passes, the SavedModel export and the speed "
         "measurement. Latency: the exported SavedModel's serving_default signature, called in "
-        f"process with one uint8 image, median of {speed.LATENCY_REPEATS} calls after "
-        f"{speed.WARMUP_CALLS} warm-up calls; served images/s: batches of "
-        f"{speed.THROUGHPUT_BATCH}, median of {speed.THROUGHPUT_REPEATS} calls."
+        f"process with one uint8 image, median of {SPEED_REPEATS} calls after "
+        f"{SPEED_WARMUP} warm-up calls; served images/s: batches of "
+        f"{SERVED_BATCH}, median of {SPEED_REPEATS} calls."
         + (" Chance is 10%." if b.data.name == "fashion_mnist" else "")
     )
 
