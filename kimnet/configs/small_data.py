@@ -5,14 +5,15 @@ model overfits without it. So VGG-11-BN (28M parameters, 21M of them in its two
 4096-wide fully connected layers, ImageNet strides at 32 px: 172M multiply-adds)
 trains on only the first 1,000 Fashion-MNIST training images for 8 epochs (128 steps
 of 64, every image seen 8 times), with no augmentation, no dropout, no weight decay
-and no label smoothing. The optimiser is SGD with Nesterov momentum (0.05, the usual
-rate for VGG with batch norm at this batch size): weight decay then has its classic
-meaning (5e-4 is the VGG paper's), where Keras' AdamW multiplies it by a learning rate
-of about 1e-3 and 5e-3 would barely shrink a weight in 128 steps. That is enough steps to fit 1,000 images nearly perfectly
-while test top-1 stays well below it, so the gap between train and test top-1 is large
+and no label smoothing. That is enough steps to fit 1,000 images nearly perfectly while
+test top-1 stays well below it, so the gap between train and test top-1 is large
 and a regulariser or an augmentation has room to shrink it. VGG-11-BN because it is
 the one family with a form without batch norm (``vgg11``), which the regularisation
 study needs, and both studies use one model so their baselines are the same run.
+The optimiser is SGD with Nesterov momentum (0.05, the usual rate for VGG with batch
+norm at this batch size): weight decay then has its classic meaning (5e-4 is the VGG
+paper's), where Keras' AdamW multiplies it by a learning rate of about 1e-3 and even
+5e-3 would barely shrink a weight in 128 steps.
 
 The test pass uses the first 2,000 test images (the same for every row, so rows are
 compared on the same images) and validation the first 256; there is no export.

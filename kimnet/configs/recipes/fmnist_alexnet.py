@@ -8,16 +8,14 @@ Meant to beat the benchmark table's AlexNet row (89.9%).
   classifier; flips and 2-pixel crops; label smoothing 0.1.
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import ADAMW_28PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 28, "batch_size": 128},
-    "model": {"name": "alexnet", "small_input": "true"},
-    "augment": {"ops": "flip_h,crop=2"},
-    "optim": {"learning_rate": 0.001, "weight_decay": 0.05, "label_smoothing": 0.1},
-    "schedule": {"epochs": 10, "warmup_epochs": 1.0},
+CHANGES = {
+    "model": {"name": "alexnet", "dropout": 0.0},
+    "optim": {"learning_rate": 1e-3},
+    "schedule": {"epochs": 10},
 }
 
 
 def get_config(arg=None):
-    return recipe("fmnist_alexnet", arg, SETTINGS)
+    return recipe("fmnist_alexnet", arg, ADAMW_28PX, CHANGES)

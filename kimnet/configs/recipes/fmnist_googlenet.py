@@ -8,16 +8,14 @@ Meant to beat the benchmark table's GoogLeNet row (93.7%).
   warm-up epoch then cosine; flips and 4-pixel crops; label smoothing 0.1.
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import SGD_56PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 56, "batch_size": 128},
-    "model": {"name": "googlenet", "small_input": "false"},
-    "augment": {"ops": "flip_h,crop=4"},
-    "optim": {"learning_rate": 0.002, "weight_decay": 0.05, "label_smoothing": 0.1},
-    "schedule": {"epochs": 12, "warmup_epochs": 1.0},
+CHANGES = {
+    "model": {"name": "googlenet"},
+    "optim": {"name": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05},
+    "schedule": {"epochs": 12},
 }
 
 
 def get_config(arg=None):
-    return recipe("fmnist_googlenet", arg, SETTINGS)
+    return recipe("fmnist_googlenet", arg, SGD_56PX, CHANGES)

@@ -7,16 +7,10 @@ No row in the benchmark table; MobileNet's 95.0% is the bar.
   dropout 0.2.
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import ADAMW_28PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 28, "batch_size": 128},
-    "model": {"name": "mobilenetv3_large", "dropout": 0.2, "small_input": "true"},
-    "augment": {"ops": "flip_h,crop=2"},
-    "optim": {"learning_rate": 0.002, "weight_decay": 0.05, "label_smoothing": 0.1},
-    "schedule": {"epochs": 16, "warmup_epochs": 1.0},
-}
+CHANGES = {"model": {"name": "mobilenetv3_large"}, "schedule": {"epochs": 16}}
 
 
 def get_config(arg=None):
-    return recipe("fmnist_mobilenetv3", arg, SETTINGS)
+    return recipe("fmnist_mobilenetv3", arg, ADAMW_28PX, CHANGES)

@@ -10,22 +10,10 @@ Meant to beat the benchmark table's ResNet-18 row (94.9%); target 94.0% in 2 hou
   the schedule ResNets were designed with. Flips and 4-pixel crops (2 native pixels).
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import SGD_56PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 56, "batch_size": 128},
-    "model": {"name": "resnet18", "small_input": "false"},
-    "augment": {"ops": "flip_h,crop=4"},
-    "optim": {
-        "name": "sgd",
-        "learning_rate": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 0.0005,
-        "label_smoothing": 0.1,
-    },
-    "schedule": {"epochs": 12, "warmup_epochs": 1.0},
-}
+CHANGES = {"model": {"name": "resnet18"}, "schedule": {"epochs": 12}}
 
 
 def get_config(arg=None):
-    return recipe("fmnist_resnet18", arg, SETTINGS)
+    return recipe("fmnist_resnet18", arg, SGD_56PX, CHANGES)

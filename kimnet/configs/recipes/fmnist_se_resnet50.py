@@ -9,22 +9,10 @@ No row in the benchmark table; ResNet-18's 94.9% is the bar.
   flips and 4-pixel crops; label smoothing 0.1.
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import SGD_56PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 56, "batch_size": 128},
-    "model": {"name": "se_resnet50", "small_input": "false"},
-    "augment": {"ops": "flip_h,crop=4"},
-    "optim": {
-        "name": "sgd",
-        "learning_rate": 0.1,
-        "momentum": 0.9,
-        "weight_decay": 0.0005,
-        "label_smoothing": 0.1,
-    },
-    "schedule": {"epochs": 6, "warmup_epochs": 1.0},
-}
+CHANGES = {"model": {"name": "se_resnet50"}, "schedule": {"epochs": 6}}
 
 
 def get_config(arg=None):
-    return recipe("fmnist_se_resnet50", arg, SETTINGS)
+    return recipe("fmnist_se_resnet50", arg, SGD_56PX, CHANGES)

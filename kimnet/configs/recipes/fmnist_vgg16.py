@@ -9,22 +9,16 @@ Meant to beat the benchmark table's VGG-16 row (93.5%).
   cosine; dropout 0.5 before the classifier, flips and 2-pixel crops.
 """
 
-from kimnet.configs.recipes import recipe
+from kimnet.configs.recipes import SGD_56PX, recipe
 
-SETTINGS = {
-    "data": {"image_size": 32, "batch_size": 128},
-    "model": {"name": "vgg16_bn", "dropout": 0.5, "small_input": "false"},
+CHANGES = {
+    "data": {"image_size": 32},
+    "model": {"name": "vgg16_bn", "dropout": 0.5},
     "augment": {"ops": "flip_h,crop=2"},
-    "optim": {
-        "name": "sgd",
-        "learning_rate": 0.05,
-        "momentum": 0.9,
-        "weight_decay": 0.0005,
-        "label_smoothing": 0.1,
-    },
-    "schedule": {"epochs": 8, "warmup_epochs": 1.0},
+    "optim": {"learning_rate": 0.05},
+    "schedule": {"epochs": 8},
 }
 
 
 def get_config(arg=None):
-    return recipe("fmnist_vgg16", arg, SETTINGS)
+    return recipe("fmnist_vgg16", arg, SGD_56PX, CHANGES)
