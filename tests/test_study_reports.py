@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from kimnet.data import augment
+from kimnet.errors import TrainingStopped
 from kimnet.studies import report, runner, stats, study
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,8 +176,14 @@ def test_ablation_report_plot_and_hparams_from_a_stand_in_trainer(tmp_path, stan
     value = tensor_util.make_ndarray(run.Tensors("test_top1")[0].tensor_proto)
     assert float(value) == pytest.approx(0.61)
 
-    # A rerun of one row keeps the other; another definition is refused unless overwritten.
-    again = runner.run(definition, tmp_path, only=["drop"], trainer=good, log=lambda _: None)
+    # A finished study is not retrained by accident; a rerun of one row with --overwrite
+    # retrains it and keeps the other; another definition is refused unless overwritten.
+    for only in (None, ["drop"]):
+        with pytest.raises(ValueError, match="is finished for these rows"):
+            runner.run(definition, tmp_path, only=only, trainer=good, log=lambda _: None)
+    again = runner.run(
+        definition, tmp_path, only=["drop"], overwrite=True, trainer=good, log=lambda _: None
+    )
     assert [r["row"] for r in again] == ["base"] * 3 + ["drop"] * 3
     assert [r["test_top1"] for r in again[3:]] == pytest.approx([0.5, 0.51, 0.52])
     changed = study.from_config(_study_config(seeds=(0, 1)))
@@ -295,3 +302,36 @@ def test_quick_regularization_study_trains_and_writes_every_output(tmp_path):
         assert image.format == "PNG"
     trials = sorted(p.name for p in (out / "hparams").iterdir() if p.is_dir())
     assert trials == [f"{n}-seed{s}" for n in only for s in (0, 1)]
+
+
+def test_a_stopped_study_stops_and_its_rerun_continues(tmp_path, stand_in_trainer):
+    definition = study.from_config(_study_config(seeds=(0, 1)))
+    good = stand_in_trainer([])
+    calls = []
+
+    def stopped_at_the_third_run(config, splits=None):
+        calls.append((config.runtime.run_name, config.runtime.seed))
+        if len(calls) == 3:
+            raise TrainingStopped("Stopped by SIGTERM; run the same command again.", 15)
+        return good(config, splits)
+
+    with pytest.raises(TrainingStopped):
+        runner.run(definition, tmp_path, trainer=stopped_at_the_third_run, log=lambda _: None)
+    assert len(calls) == 3  # not one run more after the stop
+    kept = json.loads((tmp_path / "s" / "results.json").read_text())["records"]
+    assert [(r["row"], r["seed"]) for r in kept] == [("base", 0), ("base", 1)]
+
+    trained = []
+
+    def trainer(config, splits=None):
+        trained.append(config.runtime.run_name)
+        return good(config, splits)
+
+    records = runner.run(definition, tmp_path, trainer=trainer, log=lambda _: None)
+    assert trained == ["drop-seed0", "drop-seed1"]  # the finished runs are not redone
+    assert [(r["row"], r["seed"]) for r in records] == [
+        ("base", 0),
+        ("base", 1),
+        ("drop", 0),
+        ("drop", 1),
+    ]

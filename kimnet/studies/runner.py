@@ -22,7 +22,7 @@ from typing import Any
 import keras
 
 from kimnet import data
-from kimnet.errors import InputError
+from kimnet.errors import InputError, TrainingStopped
 from kimnet.studies import ablation, architecture, report, transfer_methods
 from kimnet.studies.study import SOURCE, SOURCE_RUN, Row, Study
 from kimnet.training import RunResult, train
@@ -42,21 +42,38 @@ def study_dir(study: Study, workdir: str | Path) -> Path:
 
 
 def _previous(study: Study, out: Path, overwrite: bool) -> list[dict[str, Any]]:
-    """Records of an earlier run of the same study definition in ``out``."""
+    """Records of an earlier run of the same study definition in ``out``; another
+    definition there is refused, or removed with ``overwrite``."""
     path = out / "results.json"
     if not out.exists():
-        return []
-    if overwrite:
-        shutil.rmtree(out)
         return []
     if path.is_file():
         payload = json.loads(path.read_text())
         if payload.get("definition") == json.loads(json.dumps(study.definition())):
             return payload.get("records", [])
+    if overwrite:
+        shutil.rmtree(out)
+        return []
     raise InputError(
         f"'{out}' holds another definition of the study {study.name}; pass --overwrite to "
         "replace it, or another --workdir."
     )
+
+
+def _to_train(
+    study: Study, rows: Sequence[Row], kept: list[dict[str, Any]], overwrite: bool, out: Path
+) -> list[tuple[Row, int]]:
+    """The (row, seed) runs still to train: those without a finished record, or all of
+    them with ``overwrite``. A study with nothing left is refused, not silently retrained."""
+    finished = {(r["row"], r["seed"]) for r in kept if not r.get("error")}
+    runs = [(row, seed) for row in rows for seed in study.seeds]
+    todo = runs if overwrite else [(r, s) for r, s in runs if (r.name, s) not in finished]
+    if runs and not todo:
+        raise InputError(
+            f"The study {study.name} in '{out}' is finished for these rows; pass --overwrite "
+            "to train them again."
+        )
+    return todo
 
 
 def run(
@@ -68,19 +85,26 @@ def run(
     trainer: Trainer = train,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
-    """Trains the study's rows (``only`` these, if given); returns every record."""
+    """Trains the study's rows (``only`` these, if given) and returns every record.
+
+    A rerun of the same definition continues: runs with results are kept and skipped
+    (retrained with ``overwrite``), other rows' results are kept. SIGINT/SIGTERM stop
+    the study after the current run saved its state (:class:`TrainingStopped`).
+    """
     rows = study.select(list(only) if only else None).rows
     out = study_dir(study, workdir)
-    records = [
-        r for r in _previous(study, out, overwrite) if r["row"] not in {x.name for x in rows}
-    ]
+    previous = _previous(study, out, overwrite)
+    runs = _to_train(study, rows, previous, overwrite, out)
+    again = {(row.name, seed) for row, seed in runs}
+    records = [r for r in previous if (r["row"], r["seed"]) not in again]
     out.mkdir(parents=True, exist_ok=True)
     splits = _shared_splits(study)
-    source = _source_run(study, rows, out, splits, trainer, log)
-    runs = [(row, seed) for row in rows for seed in study.seeds]
+    source = _source_run(study, [row for row, _ in runs], out, splits, trainer, log)
+    order = {row.name: index for index, row in enumerate(study.rows)}
     for index, (row, seed) in enumerate(runs, start=1):
         log(f"[{index}/{len(runs)}] {row.label} (seed {seed})")
         records.append(_train_row(study, row, seed, out, splits, source, trainer))
+        records.sort(key=lambda r: (order[r["row"]], r["seed"]))
         write(study, records, out)
         log(_record_text(study, records[-1]))
     return records
@@ -129,6 +153,8 @@ def _train_row(study, row: Row, seed, out, splits, source, trainer) -> dict[str,
     start = time.perf_counter()
     try:
         result = trainer(study.experiment(overrides, name, seed, out), splits=splits)
+    except TrainingStopped:
+        raise  # asked to stop: the study stops too, and a rerun continues
     except Exception as error:  # noqa: BLE001 - one row's failure must not end the study
         _free_memory()
         return {**record, "error": repr(error)}
