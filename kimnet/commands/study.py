@@ -18,7 +18,10 @@ _STUDY = flags.DEFINE_string(
 _ONLY = flags.DEFINE_list("only", [], "Run only these rows (names as in results.json).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs", "The study directory goes under it.")
 _OVERWRITE = flags.DEFINE_boolean(
-    "overwrite", False, "Replace results of another definition of the study."
+    "overwrite",
+    False,
+    "Retrain the selected rows' finished runs (the other rows' results are kept), or "
+    "replace another definition of the study.",
 )
 
 
