@@ -346,7 +346,8 @@ class Augmenter(keras.layers.Layer):
         for op, mixes in zip(self.ops, self.mixing, strict=True):
             if mixes:
                 mixed = op({"images": images, "labels": targets}, training=True)
-                images, targets = mixed["images"], mixed["labels"]
+                # Blending in float32 can land a hair outside [0, 255] (255.00002).
+                images, targets = _clip_pixels(mixed["images"]), mixed["labels"]
             else:
                 images = op(images, training=True)
         return images if labels is None else (images, targets)
