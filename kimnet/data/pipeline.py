@@ -15,7 +15,6 @@ import tensorflow as tf
 
 from kimnet.data.augment import Augmenter
 from kimnet.data.sources import Splits
-from kimnet.data.splits import DatasetInfo
 from kimnet.errors import InputError
 
 # Cache decoded images in memory when they take at most this share of RAM.
@@ -63,24 +62,6 @@ def _fits_in_memory(num_bytes: int | None) -> bool:
     return num_bytes <= CACHE_MEMORY_SHARE * physical
 
 
-def _resize_and_cache(
-    ds: tf.data.Dataset, info: DatasetInfo, split: str, image_size: int, channels: int
-) -> tf.data.Dataset:
-    """Resized examples, cached in memory when they fit: after resizing when the source's
-    images have one size (later epochs resize nothing), before it otherwise."""
-
-    def resized(examples: tf.data.Dataset) -> tf.data.Dataset:
-        return examples.map(
-            lambda x, y: (resize(x, image_size, channels), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-
-    decoded = info.decoded_bytes(split)
-    resized_bytes = info.num_examples[split] * image_size * image_size * channels * 4  # float32
-    if decoded is not None and _fits_in_memory(resized_bytes):
-        return resized(ds).cache()
-    return resized(ds.cache() if _fits_in_memory(decoded) else ds)
-
-
 def _augment(augmenter: Augmenter, num_classes: int):
     """The map over training batches: images only, or with one-hot labels to mix."""
     if not augmenter.mixes_labels:
@@ -121,21 +102,16 @@ def make(
         ds = getattr(splits, split).apply(
             tf.data.experimental.assert_cardinality(splits.info.num_examples[split])
         )
-        ds = _resize_and_cache(ds, splits.info, split, image_size, channels)
+        if _fits_in_memory(splits.info.decoded_bytes(split)):
+            ds = ds.cache()
         if train:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(lambda x, y: (resize(x, image_size, channels), y), num_parallel_calls=autotune)
         ds = ds.batch(batch_size, num_parallel_calls=autotune)
-        augment = (
-            _augment(augmenter, splits.info.num_classes)
-            if train and augmenter is not None
-            else lambda x, y: (x, y)
-        )
-
-        def augment_and_normalize(x, y):  # one map: each map stage costs a thread hand-off
-            x, y = augment(x, y)
-            return normalize(x, normalization), y
-
-        return ds.map(augment_and_normalize, num_parallel_calls=autotune).prefetch(autotune)
+        if train and augmenter is not None:
+            ds = ds.map(_augment(augmenter, splits.info.num_classes), num_parallel_calls=autotune)
+        ds = ds.map(lambda x, y: (normalize(x, normalization), y), num_parallel_calls=autotune)
+        return ds.prefetch(autotune)
 
     return {
         "train": prepare("train", train=True),
