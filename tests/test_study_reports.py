@@ -335,3 +335,16 @@ def test_a_stopped_study_stops_and_its_rerun_continues(tmp_path, stand_in_traine
         ("drop", 0),
         ("drop", 1),
     ]
+
+
+def test_a_cut_results_file_is_another_study_not_a_traceback(tmp_path, stand_in_trainer):
+    definition = study.from_config(_study_config(seeds=(0,)))
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "results.json").write_text('{"study": "s", "defin')  # killed mid-write
+    with pytest.raises(ValueError, match="another definition"):
+        runner.run(definition, tmp_path, trainer=stand_in_trainer([]), log=lambda _: None)
+    records = runner.run(
+        definition, tmp_path, overwrite=True, trainer=stand_in_trainer([]), log=lambda _: None
+    )
+    assert len(records) == 2
+    assert json.loads((tmp_path / "s" / "results.json").read_text())["records"] == records

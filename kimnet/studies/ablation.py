@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kimnet import fileio
 from kimnet.studies import report
 from kimnet.training import RunResult
 
@@ -76,7 +77,7 @@ def markdown(study: Any, summaries: Sequence[dict[str, Any]]) -> str:
 
 
 def write_report(study: Any, summaries: Sequence[dict[str, Any]], out: Path) -> None:
-    (out / "results.md").write_text(markdown(study, summaries))
+    fileio.write_text_atomic(out / "results.md", markdown(study, summaries))
     report.plot_bars(
         summaries,
         [("train_top1", "train top-1"), ("test_top1", "test top-1")],

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kimnet import experiment, models
+from kimnet import experiment, fileio, models
 from kimnet.export_timing import measure_savedmodel
 from kimnet.models.zoo import count_macs
 from kimnet.studies import report
@@ -123,7 +123,7 @@ def markdown(summaries: Sequence[dict[str, Any]], study) -> str:
 
 
 def write_report(study, summaries: Sequence[dict[str, Any]], out: Path) -> None:
-    (out / "results.md").write_text(markdown(summaries, study))
+    fileio.write_text_atomic(out / "results.md", markdown(summaries, study))
     report.plot_bars(
         summaries,
         [("test_top1", "test top-1")],

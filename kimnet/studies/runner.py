@@ -4,9 +4,10 @@
 directory per row and seed), ``results.json`` (the study's definition, one record
 per run and one summary per row) and the report of the study's kind
 (``results.md`` and a plot), and ``hparams/``, TensorBoard's HParams dashboard of
-every run (``tensorboard --logdir <study dir>/hparams``). A rerun of some rows
-(``only``) keeps the other rows' results when the study's definition has not
-changed; a changed definition is refused unless ``overwrite``.
+every run (``tensorboard --logdir <study dir>/hparams``). A rerun of the same
+definition continues: runs with results are skipped (retrained with ``overwrite``)
+and rows outside ``only`` keep theirs; another definition is refused unless
+``overwrite``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import keras
 
-from kimnet import data
+from kimnet import data, fileio
 from kimnet.errors import InputError, TrainingStopped
 from kimnet.studies import ablation, architecture, report, transfer_methods
 from kimnet.studies.study import SOURCE, SOURCE_RUN, Row, Study
@@ -48,7 +49,10 @@ def _previous(study: Study, out: Path, overwrite: bool) -> list[dict[str, Any]]:
     if not out.exists():
         return []
     if path.is_file():
-        payload = json.loads(path.read_text())
+        try:
+            payload = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            payload = {}  # not ours, or cut by an older writer: treated as another study
         if payload.get("definition") == json.loads(json.dumps(study.definition())):
             return payload.get("records", [])
     if overwrite:
@@ -198,6 +202,7 @@ def write(study: Study, records: Sequence[dict[str, Any]], out: Path) -> None:
         "rows": summaries,
         "records": list(records),
     }
-    (out / "results.json").write_text(json.dumps(payload, indent=2))
+    # Atomic: a rerun continues from this file, so a kill mid-write must not cut it.
+    fileio.write_json_atomic(out / "results.json", payload)
     REPORTS[study.kind].write_report(study, summaries, out)
     report.write_hparams(study, records, out)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from kimnet import fileio
 from kimnet.errors import InputError
 from kimnet.studies import report
 from kimnet.studies.study import SOURCE_RUN
@@ -118,7 +119,7 @@ def write_report(study, summaries: Sequence[dict[str, Any]], out: Path) -> None:
         + " "
         + report.rule_note(study)
     )
-    (out / "results.md").write_text(
-        f"# {study.name}\n\n{note}\n\n{markdown_table(results, sizes, top5)}\n"
+    fileio.write_text_atomic(
+        out / "results.md", f"# {study.name}\n\n{note}\n\n{markdown_table(results, sizes, top5)}\n"
     )
     plot(results, sizes, out / "accuracy_vs_size.png")
