@@ -8,8 +8,8 @@ the 2-core machine.
 - 16 epochs: what two hours allow at that rate, after evaluation time.
 - AdamW at 2e-3 with a one-epoch warm-up and cosine decay; weight decay 0.05 (Keras'
   AdamW multiplies it by the learning rate, so 5e-4 would be almost no decay).
-- Flips and 2-pixel crops: label-preserving for clothes (a crop of 4 cuts off sleeves
-  and soles at 28 px); label smoothing 0.1 and dropout 0.2 against the overfitting
+- Flips and 2-pixel crops: label-preserving for clothes (a 4-pixel shift is a seventh
+  of a 28 px image); label smoothing 0.1 and dropout 0.2 against the overfitting
   that many epochs of 54,000 images bring.
 """
 
