@@ -317,6 +317,29 @@ def test_vgg_small_input(size, side):
         get("vgg11")(input_shape=(28, 28, 3))
 
 
+@pytest.mark.parametrize("name", ["vgg11", "vgg11_bn"])
+def test_vgg_width_scales_every_layer(name):
+    narrow = get(name)(input_shape=(32, 32, 3), classes=10, width=0.25)
+    full = get(name)(input_shape=(32, 32, 3), classes=10)
+    assert narrow.get_layer("block1_conv1").filters == 16
+    assert narrow.get_layer("block5_conv2").filters == 128
+    assert narrow.get_layer("fc1").units == narrow.get_layer("fc2").units == 1024
+    assert [layer.name for layer in narrow.layers[1:]] == [layer.name for layer in full.layers[1:]]
+    assert narrow.count_params() < full.count_params() / 10
+    assert run(narrow, images(32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("width", [0, -1, 0.01, 5])
+def test_vgg_width_out_of_range(width):
+    with pytest.raises(ValueError, match="width must be between"):
+        get("vgg11")(input_shape=(32, 32, 3), width=width)
+
+
+def test_vgg_imagenet_needs_full_width():
+    with pytest.raises(ValueError, match="width=1.0"):
+        get("vgg16")(weights="imagenet", include_top=False, width=0.5)
+
+
 def test_vgg_dropout_stages_and_bn_layout():
     model = get("vgg11_bn")(input_shape=(32, 32, 3), classes=10, dropout_rate=0.5)
     assert model.get_layer("fc1_dropout").rate == 0.5

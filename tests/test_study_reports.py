@@ -89,6 +89,18 @@ def test_summaries_mean_std_and_the_mark_against_the_baseline():
     assert report.cell(failed, "test_top1") == "-"
 
 
+def test_a_row_with_some_failed_seeds_says_which_and_why():
+    records = _records("base", [0.80, 0.82, 0.81]) + _records("plain", [None, None, 0.54])
+    records[3]["error"] = records[4]["error"] = "TrainingDiverged('Training diverged: nan')"
+    base, plain = report.summarise(records)
+    assert plain["seeds"] == [2] and plain["failed_seeds"] == [0, 1]
+    assert plain["test_top1"] == pytest.approx(0.54)
+    assert report.label_with_failures(plain) == (
+        "plain (seed 0, 1 failed: TrainingDiverged; mean of the other seeds)"
+    )
+    assert report.label_with_failures(base) == "base"
+
+
 def test_each_group_is_compared_with_its_own_first_row():
     records = [
         *_records("a0", [0.5, 0.52], group=1),
@@ -272,7 +284,13 @@ def test_regularization_study_varies_one_setting_per_row_from_an_unregularised_b
         0.0,
     )
     assert b.augment.ops == "none" and b.data.train_examples == 1000
-    assert full.rows[0].overrides == {} and all(len(r.overrides) == 1 for r in full.rows[1:])
+    assert full.rows[0].overrides == {}
+    # One setting per row, except plain VGG at the rate it trains at (batch norm and the
+    # rate it allows go together).
+    assert all(len(r.overrides) == 1 for r in full.rows[1:] if r.name != "reg-no-batchnorm-lr0.01")
+    plain = next(r for r in full.rows if r.name == "reg-no-batchnorm-lr0.01")
+    assert plain.overrides == {"model.name": "vgg11", "optim.learning_rate": 0.01}
+    assert b.model.args == "width=0.25"
     settings = {key: value for row in full.rows for key, value in row.overrides.items()}
     assert {
         (k, v) for row in full.rows for k, v in row.overrides.items() if k == "model.dropout"

@@ -1,7 +1,7 @@
 """The augmentation study: one model, one budget, one row per augmentation setting.
 
-VGG-11-BN trains on the first 1,000 Fashion-MNIST training images for 8 epochs
-(:mod:`kimnet.configs.small_data`: a regime that overfits without augmentation, so
+VGG-11-BN at a quarter width trains on the first 1,000 Fashion-MNIST training images
+for 12 epochs (:mod:`kimnet.configs.small_data`: a regime that overfits without augmentation, so
 an augmentation has a gap to close), once per setting and seed::
 
     make study-augmentation            # 13 rows x 3 seeds

@@ -54,7 +54,7 @@ def _table_row(study: Any, s: dict[str, Any]) -> list[str]:
     if s.get("error") and not s.get("seeds"):
         return [s["label"], _changes(study, s["row"]), f"failed: {s['error']}", "", "", "", ""]
     return [
-        s["label"],
+        report.label_with_failures(s),
         _changes(study, s["row"]),
         report.cell(s, "train_top1"),
         report.cell(s, "test_top1"),

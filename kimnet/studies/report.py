@@ -10,6 +10,7 @@ on every metric of :data:`METRICS`; ``<metric>_differs`` is then ``True`` or ``F
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,6 +56,8 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if not r.get("error")]
     summary = dict(good[0] if good else runs[0])
     summary["seeds"] = [r["seed"] for r in good]
+    summary["failed_seeds"] = [r["seed"] for r in runs if r.get("error")]
+    summary["failure"] = next((r["error"] for r in runs if r.get("error")), None)
     for key in METRICS:
         values = [r[key] for r in good if r.get(key) is not None]
         if values and len(values) == len(good):
@@ -80,6 +83,18 @@ def cell(summary: dict[str, Any], key: str, *, scale: float = 100, digits: int =
     if len(summary.get(f"{key}_values", [])) > 1:
         text += f" ± {scale * summary[f'{key}_std']:.{digits}f}"
     return text + (f" {MARK}" if summary.get(f"{key}_differs") else "")
+
+
+def label_with_failures(summary: dict[str, Any]) -> str:
+    """The row's label, plus the seeds that failed and why when some did but not all:
+    the mean of the others must not pass for the row's."""
+    failed = summary.get("failed_seeds") or []
+    if not failed or not summary.get("seeds"):
+        return summary["label"]
+    reason = re.match(r"\w+", summary.get("failure") or "") or None
+    seeds = ", ".join(str(seed) for seed in failed)
+    why = f": {reason.group(0)}" if reason else ""
+    return f"{summary['label']} (seed {seeds} failed{why}; mean of the other seeds)"
 
 
 def rule_note(study: Any) -> str:
