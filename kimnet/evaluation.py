@@ -463,16 +463,20 @@ def _column(rows: list[dict[str, str]], *names: str) -> np.ndarray | None:
 
 def plot_curves(history_csv_path: str | os.PathLike, out_png: str | os.PathLike) -> Path:
     """``curves.png``: loss and top-1 per epoch, training and validation, from a Keras
-    ``CSVLogger`` file (``epoch, loss, top1, ..., val_loss, val_top1``)."""
+    ``CSVLogger`` file (``epoch, loss, top1, ..., val_loss, val_top1``); with a per-epoch
+    test curve (``test_top1``, ``elapsed_seconds``), also test top-1 per epoch and a third
+    panel of test top-1 against training time."""
     with open(history_csv_path, newline="") as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise ValueError(f"'{history_csv_path}' holds no epochs.")
     epochs = np.array([int(row["epoch"]) for row in rows]) + 1
-    figure = _figure(figsize=(10, 4))
-    axes = figure.subplots(1, 2)
+    test, elapsed = _column(rows, "test_top1"), _column(rows, "elapsed_seconds")
+    timed = test is not None and elapsed is not None
+    figure = _figure(figsize=(15 if timed else 10, 4))
+    axes = figure.subplots(1, 3 if timed else 2)
     for axis, metric, label in ((axes[0], "loss", "loss"), (axes[1], "top1", "top-1")):
-        for prefix, split in (("", "train"), ("val_", "validation")):
+        for prefix, split in (("", "train"), ("val_", "validation"), ("test_", "test")):
             values = _column(rows, prefix + metric)
             if values is not None:
                 axis.plot(epochs, values, marker="o", label=split)
@@ -480,4 +484,9 @@ def plot_curves(history_csv_path: str | os.PathLike, out_png: str | os.PathLike)
         axis.set_title(label)
         axis.grid(alpha=0.3)
         axis.legend()
+    if timed:
+        axes[2].plot(elapsed / 60, test, marker="o", color="C2")
+        axes[2].set_xlabel("training time (min)")
+        axes[2].set_title("test top-1 against time")
+        axes[2].grid(alpha=0.3)
     return _save(figure, out_png)

@@ -147,6 +147,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "max_batches": Field(
             None, "Evaluate on at most this many validation/test batches.", int, _at_least(1)
         ),
+        "test_every_epoch": Field(
+            False,
+            "Also test after every epoch: test_top1, test_top5 and elapsed_seconds in "
+            "history.csv and TensorBoard, accuracy against time (one test pass per epoch; "
+            "checkpoints are still chosen on validation).",
+        ),
     },
     "transfer": {
         "init_from": Field(None, "A kimnet run directory (runs/<name>) to start from.", str),

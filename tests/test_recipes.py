@@ -1,5 +1,6 @@
 """Every recipe parses, builds its model and input pipeline; one trains a few steps."""
 
+import csv
 import subprocess
 from pathlib import Path
 
@@ -55,10 +56,20 @@ def test_quick_variant_of_a_recipe_trains(tmp_path, fmnist):
             "export.enabled": False,
         },
     )
+    experiment.override(config, {"schedule.epochs": 2})
+    assert config.evaluate.test_every_epoch  # every recipe records its test curve
     result = train(config, splits=fmnist)
     assert result.metrics.steps_per_epoch == 3
     assert 0.0 <= result.metrics.test_top1 <= 1.0
-    assert (tmp_path / "runs" / "fmnist_mobilenetv2" / "metrics.json").is_file()
+    run_dir = tmp_path / "runs" / "fmnist_mobilenetv2"
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "curves.png").is_file()
+    with (run_dir / "history.csv").open(newline="") as handle:
+        epochs = list(csv.DictReader(handle))
+    assert len(epochs) == 2
+    elapsed = [float(row["elapsed_seconds"]) for row in epochs]
+    assert 0 < elapsed[0] < elapsed[1]
+    # The last epoch's test pass and the final one see the same weights and statistics.
+    assert float(epochs[-1]["test_top1"]) == pytest.approx(result.metrics.test_top1, abs=1e-4)
 
 
 def test_make_train_recipe_runs_the_recipe_file():

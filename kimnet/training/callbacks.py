@@ -154,6 +154,42 @@ class EpochStats(keras.callbacks.Callback):
         return self.steady_images / max(self.steady_seconds, 1e-9)
 
 
+def metric(logs: dict, name: str) -> float:
+    """A metric from Keras logs; multi-output models prefix the main output's name."""
+    for key in (name, f"predictions_{name}"):
+        if key in logs:
+            return float(logs[key])
+    raise KeyError(name)
+
+
+class TestCurve(keras.callbacks.Callback):
+    """Adds the test split's ``test_top1``/``test_top5`` and ``elapsed_seconds`` (training
+    and validation time since the run began, without these test passes) to each epoch's
+    logs: accuracy against time. Must come after validation's batch-norm recalibration
+    and before TensorBoard and the CSV log. Only reports: checkpoints are chosen on
+    validation, never on this."""
+
+    def __init__(self, dataset: tf.data.Dataset, precise_bn: PreciseBatchNorm, elapsed: float):
+        super().__init__()
+        self.dataset = dataset
+        self.precise_bn = precise_bn
+        self.elapsed = elapsed  # from the epochs before a resume
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._start is not None:
+            self.elapsed += time.perf_counter() - self._start
+        self.precise_bn.recalibrate(self.model)
+        results = self.model.evaluate(self.dataset, verbose=0, return_dict=True)
+        if logs is not None:
+            logs["test_top1"] = metric(results, "top1")
+            logs["test_top5"] = metric(results, "top5")
+            logs["elapsed_seconds"] = self.elapsed
+
+
 def write_image_grid(
     log_dir: str,
     images: tf.Tensor,

@@ -10,6 +10,7 @@ classifier is exported to ``<export.dir>/<run name>/<version>/``.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import math
@@ -443,8 +444,23 @@ def make_callbacks(
         str(run_dir / "tensorboard"), update_freq=config.runtime.tensorboard_every or "epoch"
     )
     history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
-    # EpochStats before TensorBoard and the CSV log, which record what it adds.
-    return stats, precise_bn, [precise_bn, stats, tensorboard, history, checkpointer]
+    # EpochStats (and the test curve) before TensorBoard and the CSV log, which record
+    # what they add.
+    reporters: list[keras.callbacks.Callback] = [stats]
+    if config.evaluate.test_every_epoch:
+        elapsed = _last_logged(run_dir / "history.csv", "elapsed_seconds")
+        reporters.append(cb.TestCurve(batches.test, precise_bn, elapsed))
+    return stats, precise_bn, [precise_bn, *reporters, tensorboard, history, checkpointer]
+
+
+def _last_logged(history_csv: Path, column: str) -> float:
+    """``column`` of the last epoch in ``history_csv`` (0 without one): where a resumed
+    run's running total continues from."""
+    if not history_csv.is_file():
+        return 0.0
+    with history_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return float(rows[-1].get(column) or 0) if rows else 0.0
 
 
 @dataclasses.dataclass
@@ -569,7 +585,7 @@ def train_top1(model: keras.Model, batches: Batches) -> float:
     count = int(batches.test.cardinality())
     plain = batches.train_plain.take(count) if count > 0 else batches.train_plain
     outputs = _one_hot(int(model.outputs[0].shape[-1]), len(model.outputs))
-    return _metric(model.evaluate(plain.map(outputs), return_dict=True, verbose=0), "top1")
+    return cb.metric(model.evaluate(plain.map(outputs), return_dict=True, verbose=0), "top1")
 
 
 def evaluate(
@@ -614,14 +630,6 @@ def export_model(
 
 def write_results(run_dir: Path, metrics: Metrics) -> None:
     fileio.write_json_atomic(run_dir / "metrics.json", dataclasses.asdict(metrics))
-
-
-def _metric(logs: dict, name: str) -> float:
-    """A final metric from Keras logs; multi-output models prefix the name."""
-    for key in (name, f"predictions_{name}"):
-        if key in logs:
-            return float(logs[key])
-    raise KeyError(name)
 
 
 def _rounded(value: float | None) -> float | None:

@@ -51,6 +51,9 @@ def recipe(
     (both nested like the experiment), run as ``runs/<name>``; ``arg`` ``quick`` shrinks
     it to a smoke test."""
     config = experiment.base()
-    for settings in (base, changes, {"runtime": {"run_name": name}}):
+    # Every recipe tests after each epoch: its accuracy-against-time curve is part of
+    # what it reports (history.csv, TensorBoard, curves.png).
+    identity = {"runtime": {"run_name": name}, "evaluate": {"test_every_epoch": True}}
+    for settings in (base, changes, identity):
         experiment.override(config, dict(experiment.flatten(settings)))
     return experiment.variant(config, arg)
