@@ -35,7 +35,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 LOGDIR ?= runs
 
-.PHONY: help install data test test-slow lint format train finetune tensorboard models bench bench-jit \
+.PHONY: help install data test test-slow lint format train finetune tensorboard models bench bench-jit time-to-accuracy \
 	bench-input bench-serve serve transfer-study compare-architectures study-augmentation \
 	study-regularization clean
 
@@ -58,6 +58,7 @@ help:
 	@echo "make bench                training images/s: kimnet vs plain Keras fit vs PyTorch, side by side,"
 	@echo "   3 models, 5 interleaved rounds, about an hour on 2 idle cores (QUICK=1: about 4 minutes;"
 	@echo "   TORCH_PYTHON=python with torch; ARGS='--models=... --rounds=N'); writes reports/bench/"
+	@echo "make time-to-accuracy     test top-1 against time, kimnet vs PyTorch, one recipe (TORCH_PYTHON=, QUICK=1)"
 	@echo "make bench-jit            training images/s with and without XLA, per family (reports/bench-jit/)"
 	@echo "make bench-input / bench-serve  input-pipeline throughput table / server load benchmark"
 	@echo "make serve                TF-Serving-compatible REST server for $(MODEL_DIR)/ on $(HOST):$(PORT)"
@@ -121,6 +122,10 @@ models: $(PY)
 
 bench: $(PY)
 	$(PY) benchmarks/bench_train.py $(if $(QUICK),--rounds=1 --steps=4 --models=mobilenetv2-32) \
+		$(if $(TORCH_PYTHON),--torch-python=$(TORCH_PYTHON)) $(ARGS)
+
+time-to-accuracy: $(PY)
+	$(PY) benchmarks/time_to_accuracy.py $(if $(QUICK),--quick) \
 		$(if $(TORCH_PYTHON),--torch-python=$(TORCH_PYTHON)) $(ARGS)
 
 bench-jit: $(PY)
