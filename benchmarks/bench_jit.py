@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_train  # noqa: E402  (the benchmark next to this one)
 
-from kimnet.errors import ONE_LINE_ERRORS, InputError, exit_code  # noqa: E402
+from kimnet.errors import InputError  # noqa: E402
 
 IMAGE_SIZE, BATCH = 32, 64
 
@@ -40,7 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from kimnet.configs import architecture_study
     from kimnet.models.registry import unknown_name_message
 
-    parser = bench_train._Parser(description=__doc__.split("\n\n")[0])
+    parser = bench_train.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(architecture_study.MODELS))
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds")
     parser.add_argument("--steps", type=int, default=8, help="timed training steps per side")
@@ -144,19 +144,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-        report = run(args)
-    except ONE_LINE_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return exit_code(error)
-    out = Path(args.out)
+def write(report: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "jit.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "jit.md").write_text(markdown(report))
     print(markdown(report))
-    return 0
+    return [out / "jit.json", out / "jit.md"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return bench_train.report_main(argv, parse_args, run, write)
 
 
 if __name__ == "__main__":

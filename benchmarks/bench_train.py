@@ -108,14 +108,14 @@ RATIOS = {
 # ---------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line and status 2, as kimnet's other programs
         raise InputError(f"{message}; see --help.")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The flags, checked before anything heavy is imported; bad input is an InputError."""
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(CASES), help=f"of {', '.join(CASES)}")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     parser.add_argument(
@@ -591,18 +591,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def report_main(
+    argv: Sequence[str] | None,
+    parse: Callable[[Sequence[str] | None], argparse.Namespace],
+    measure: Callable[[argparse.Namespace], dict[str, Any]],
+    write: Callable[[dict[str, Any], Path], list[Path]],
+) -> int:
+    """A benchmark's ``main``: parse, measure, write the report to ``--out``; bad input
+    (and any other :data:`ONE_LINE_ERRORS`) is one line on stderr and its exit status."""
     try:
-        args = parse_args(argv)
+        args = parse(argv)
         started = time.perf_counter()
-        report = run(args)
-        for path in write_all(report, Path(args.out)):
+        report = measure(args)
+        for path in write(report, Path(args.out)):
             print(f"wrote {path}")
         print(f"wall time {time.perf_counter() - started:.0f} s")
     except ONE_LINE_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return exit_code(error)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return report_main(argv, parse_args, run, write_all)
 
 
 if __name__ == "__main__":

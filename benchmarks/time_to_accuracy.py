@@ -34,19 +34,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from kimnet.errors import ONE_LINE_ERRORS, InputError, exit_code
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_train  # noqa: E402  (the benchmark next to this one)
+
+from kimnet.errors import InputError  # noqa: E402
 
 WORKER = Path(__file__).resolve().with_name("time_to_accuracy_torch.py")
 QUICK = {"schedule.epochs": 2, "schedule.steps_per_epoch": 10, "evaluate.max_batches": 4}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line and status 2, as kimnet's other programs
-        raise InputError(f"{message}; see --help.")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser = bench_train.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="configs/recipes/fmnist_mobilenetv2.py")
     parser.add_argument("--kimnet-run", help="a kimnet run of the recipe to read, not retrain")
     parser.add_argument("--torch-python", default=sys.executable, help="interpreter with torch")
@@ -228,20 +227,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-        report = run(args)
-    except ONE_LINE_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        return exit_code(error)
-    out = Path(args.out)
+def write(report: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "tta.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "tta.md").write_text(markdown(report))
     plot(report, out / "tta.png")
     print(markdown(report))
-    return 0
+    return [out / name for name in ("tta.json", "tta.md", "tta.png")]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return bench_train.report_main(argv, parse_args, run, write)
 
 
 if __name__ == "__main__":
