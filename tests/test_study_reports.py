@@ -256,6 +256,14 @@ def test_augmentation_study_rows_and_budget():
     assert [r.group for r in quick.rows][:2] == ["article", "article"]
 
 
+def test_the_long_augmentation_variant_triples_the_epochs_of_two_rows():
+    long, full = study.load(f"{AUGMENTATION}:long"), study.load(AUGMENTATION)
+    assert [r.name for r in long.rows] == ["aug-none", "aug-flip-crop"]
+    assert {r.group for r in long.rows} == {"long"}  # flip_h,crop is compared with none
+    assert long.base.schedule.epochs == 3 * full.base.schedule.epochs
+    assert long.seeds == full.seeds and long.name == "augmentation-study-long"
+
+
 @pytest.mark.skipif(
     not set(MODERN_OPS) <= set(augment.OPS), reason="randaugment/mixup/cutmix/erasing not merged"
 )
