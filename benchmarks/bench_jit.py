@@ -3,13 +3,14 @@
     python benchmarks/bench_jit.py                     # make bench-jit: every family
     python benchmarks/bench_jit.py --models=resnet18,mobilenetv2 --rounds=1   # a probe
 
-Keras compiles with ``jit_compile="auto"``, which TensorFlow resolves to XLA on GPUs and
-TPUs and to no XLA on CPU-only machines; kimnet keeps that default. This benchmark
-checks it per family on this machine: the model each family contributes to the
-architecture study (``configs/architecture_study.py``: 32 px, ImageNet strides, batch
-64), built by kimnet, compiled twice as a plain Keras user would (``bench_train``'s
-``plain_model``), once with ``jit_compile=False`` and once with ``True``, trained on the
-same cached real Fashion-MNIST tensors. Per round: off, then on, each a warm-up fit
+Keras compiles with ``jit_compile="auto"``, which it resolves to XLA on GPUs and TPUs
+(unless tf.distribute is on) and to no XLA on CPU-only machines; kimnet keeps that
+default. This benchmark checks it per family on this machine: the model each family
+contributes to the architecture study (``configs/architecture_study.py``: 32 px,
+ImageNet strides but AlexNet's small-input stem, batch 64), built by kimnet, compiled
+twice as a plain Keras user would (``bench_train``'s ``plain_model``), once with
+``jit_compile=False`` and once with ``True``, trained on the same cached real
+Fashion-MNIST tensors. Per round: off, then on, each a warm-up fit
 (tracing; XLA compiles here) and then ``--steps`` timed steps, images/s after the first
 (``EpochStats``, as ``make bench``). The ratio on/off is per round; the figure is its
 median and range. Writes ``jit.md`` and ``jit.json`` to ``--out`` (default
@@ -57,9 +58,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def case_of(model_name: str, steps: int) -> bench_train.Case:
+    """The model as the architecture study builds it (AlexNet: its small-input stem)."""
+    from kimnet.configs import architecture_study
+
+    stem = architecture_study.PER_MODEL.get(model_name, {}).get("model", {})
+    small = stem.get("small_input", "false") == "true"
+    return bench_train.Case(model_name, IMAGE_SIZE, small_input=small, steps=steps)
+
+
 def compiled_pair(model_name: str, splits, workdir: Path) -> dict[bool, Any]:
     """The family's model compiled without and with XLA (two instances)."""
-    case = bench_train.Case(model_name, IMAGE_SIZE, small_input=False, steps=2)
+    case = case_of(model_name, steps=2)
     pair = {}
     for jit in (False, True):
         model = bench_train.plain_model(case, BATCH, splits, workdir)
@@ -71,7 +81,7 @@ def compiled_pair(model_name: str, splits, workdir: Path) -> dict[bool, Any]:
 
 
 def measure_model(model_name: str, args, splits, workdir: Path) -> dict[str, Any]:
-    case = bench_train.Case(model_name, IMAGE_SIZE, small_input=False, steps=args.steps)
+    case = case_of(model_name, args.steps)
     x, y = bench_train.cached_batches(case, BATCH, splits)
     dataset = bench_train.cached_dataset(x, y, splits.info.num_classes)
     pair = compiled_pair(model_name, splits, workdir)
