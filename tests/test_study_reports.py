@@ -374,3 +374,25 @@ def test_a_cut_results_file_is_another_study_not_a_traceback(tmp_path, stand_in_
     )
     assert len(records) == 2
     assert json.loads((tmp_path / "s" / "results.json").read_text())["records"] == records
+
+
+def test_a_study_with_failed_runs_says_so_in_one_line_and_exits_1(tmp_path, monkeypatch, capsys):
+    from kimnet.commands import study as study_command
+    from kimnet.studies import runner
+
+    def fake_run(definition, workdir, only=None, overwrite=False):
+        out = runner.study_dir(definition, workdir)
+        out.mkdir(parents=True)
+        (out / "results.md").write_text("# table\n")
+        good = {"row": "reg-baseline", "seed": 0, "error": None}
+        return [good, {**good, "seed": 1, "error": "TrainingDiverged('nan')"}]
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    argv = ["study", f"--study={REGULARIZATION}:quick", f"--workdir={tmp_path}"]
+    with pytest.raises(SystemExit) as stopped:
+        study_command.main(argv)
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "1 of 2 runs failed (results.md says which and why); the same command retrains only those."
+    )

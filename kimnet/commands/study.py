@@ -41,7 +41,13 @@ def _study(argv: list[str]) -> None:
         f"Written to {out}/: results.md, results.json, a plot, and an HParams dashboard "
         f"(tensorboard --logdir {out / report.HPARAMS_DIR})"
     )
-    if any(record.get("error") for record in records):
+    failed = [record for record in records if record.get("error")]
+    if failed:
+        print(
+            f"{len(failed)} of {len(records)} runs failed (results.md says which and why); "
+            "the same command retrains only those.",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 
