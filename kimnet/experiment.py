@@ -32,6 +32,7 @@ PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored")
 OPTIMIZERS = ("adamw", "sgd")
 SMALL_INPUT = ("auto", "true", "false")
+JIT_COMPILE = ("auto", "true", "false")
 # Below this image size `model.small_input=auto` switches on a family's small-input stem.
 SMALL_INPUT_BELOW = 96
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -189,6 +190,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "mixed_bfloat16 on TPUs and AMX CPUs, float32 otherwise (the choice is logged).",
             None,
             _one_of(*PRECISIONS),
+        ),
+        "jit_compile": Field(
+            "auto",
+            "XLA for the train and evaluation steps; auto: Keras' choice (XLA on GPUs and "
+            "TPUs without tf.distribute, not on CPUs). On 2 CPU cores XLA trained AlexNet, "
+            "ResNet-18, SE-ResNeXt-50 and DenseNet-121 faster, the others slower "
+            "(make bench-jit).",
+            None,
+            _one_of(*JIT_COMPILE),
         ),
         "strategy": Field(
             "default",

@@ -69,3 +69,28 @@ def test_auto_on_this_machine_matches_its_devices():
     if not gpus and not precision.cpu_has_amx():
         assert choice.policy == "float32"
     assert choice.policy in ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@pytest.mark.parametrize(("setting", "expected"), [("true", True), ("false", False)])
+def test_runtime_jit_compile_reaches_keras_compile(setting, expected):
+    from kimnet import experiment, models
+    from kimnet.training.loop import compile_for_phase
+    from kimnet.transfer import finetune
+
+    config = experiment.with_overrides(
+        experiment.base(), {"model.name": "mobilenetv3_small", "runtime.jit_compile": setting}
+    )
+    model = models.get("mobilenetv3_small")(input_shape=(32, 32, 3), classes=10)
+    (phase,) = finetune.phases(config, model)
+    compile_for_phase(model, config, phase, steps_per_epoch=10)
+    assert model.jit_compile is expected
+
+
+def test_runtime_jit_compile_auto_is_keras_choice_and_typos_are_refused():
+    from kimnet import experiment
+
+    assert experiment.base().runtime.jit_compile == "auto"
+    with pytest.raises(ValueError, match="runtime.jit_compile"):
+        experiment.validate(
+            experiment.with_overrides(experiment.base(), {"runtime.jit_compile": "yes"})
+        )

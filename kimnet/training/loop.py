@@ -426,6 +426,7 @@ def compile_for_phase(
         loss=[loss] * outputs if outputs > 1 else loss,
         loss_weights=[1.0] + [AUX_LOSS_WEIGHT] * (outputs - 1) if outputs > 1 else None,
         metrics=[metrics] + [[]] * (outputs - 1) if outputs > 1 else metrics,
+        jit_compile={"true": True, "false": False}.get(config.runtime.jit_compile, "auto"),
     )
     return schedule
 
