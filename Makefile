@@ -35,9 +35,9 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 LOGDIR ?= runs
 
-.PHONY: help install data test test-slow lint format train finetune tensorboard models bench bench-jit time-to-accuracy \
-	bench-input bench-serve serve transfer-study compare-architectures study-augmentation \
-	study-regularization clean
+.PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
+	bench-jit time-to-accuracy bench-input bench-serve serve transfer-study \
+	compare-architectures study-augmentation study-regularization clean
 
 help:
 	@echo "make install              virtual environment in $(VENV), kimnet (editable), Fashion-MNIST"

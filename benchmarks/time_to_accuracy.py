@@ -1,14 +1,15 @@
 """Time to accuracy: one recipe trained by kimnet and by PyTorch, test top-1 against time.
 
     python benchmarks/time_to_accuracy.py --torch-python=/path/to/venv/bin/python
-    python benchmarks/time_to_accuracy.py --kimnet-run=runs/fmnist_mobilenetv2 ...  # reuse
-    python benchmarks/time_to_accuracy.py --quick ...     # 2 epochs of 10 steps: a smoke test
+    python benchmarks/time_to_accuracy.py --kimnet-run=runs/other_run ...  # read that run
+    python benchmarks/time_to_accuracy.py --quick ...   # the quick variant, 2 epochs: a smoke test
 
 The recipe is ``configs/recipes/fmnist_mobilenetv2.py`` (``--recipe``): MobileNetV2 with
 the small-input stem at 28 px, AdamW, warm-up and cosine decay, label smoothing,
 dropout, flips and small crops. kimnet trains it as ``make train RECIPE=...`` does, with
-a test pass after every epoch (``evaluate.test_every_epoch``); ``--kimnet-run`` reads a
-run that already finished (or still runs) instead of training again. The PyTorch side
+a test pass after every epoch (``evaluate.test_every_epoch``), in its usual run directory:
+rerunning the script resumes an interrupted kimnet run and reuses a finished one;
+``--kimnet-run`` reads another run instead. The PyTorch side
 (``time_to_accuracy_torch.py``, in ``--torch-python``) trains torchvision's MobileNetV2
 with the same stem, on the same training images (kimnet's training split, without its
 validation images) and the same settings, read from the recipe; the recipe's
@@ -41,7 +42,8 @@ import bench_train  # noqa: E402  (the benchmark next to this one)
 from kimnet.errors import InputError  # noqa: E402
 
 WORKER = Path(__file__).resolve().with_name("time_to_accuracy_torch.py")
-QUICK = {"schedule.epochs": 2, "schedule.steps_per_epoch": 10, "evaluate.max_batches": 4}
+# --quick: the recipe's own quick variant (few steps, few evaluation batches), 2 epochs.
+QUICK_EPOCHS = 2
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -50,7 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kimnet-run", help="a kimnet run of the recipe to read, not retrain")
     parser.add_argument("--torch-python", default=sys.executable, help="interpreter with torch")
     parser.add_argument("--target", type=float, default=0.92, help="test top-1 to reach")
-    parser.add_argument("--quick", action="store_true", help="2 epochs of 10 steps")
+    parser.add_argument("--quick", action="store_true", help="2 epochs of a few steps")
     parser.add_argument("--out", default="reports/time-to-accuracy")
     args = parser.parse_args(argv)
     if not 0 < args.target < 1:
@@ -62,13 +64,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def recipe(args: argparse.Namespace, workdir: Path):
-    """The recipe's experiment, shrunk with ``--quick``, training into ``workdir``."""
+def recipe(args: argparse.Namespace, scratch: Path):
+    """The recipe's experiment. The full one trains where ``make train RECIPE=...`` does,
+    so an interrupted run resumes and a finished one is reused; ``--quick`` shrinks it
+    and trains in ``scratch``, which is thrown away."""
     from kimnet import experiment
 
-    config = experiment.load(args.recipe)
-    overrides = {"evaluate.test_every_epoch": True, "runtime.workdir": str(workdir)}
-    experiment.override(config, {**overrides, **(QUICK if args.quick else {})})
+    config = experiment.load(f"{args.recipe}:quick" if args.quick else args.recipe)
+    overrides = {"evaluate.test_every_epoch": True}
+    if args.quick:
+        overrides.update({"schedule.epochs": QUICK_EPOCHS, "runtime.workdir": str(scratch)})
+    experiment.override(config, overrides)
     return config
 
 
@@ -100,12 +106,19 @@ def curve(history_csv: Path) -> list[dict[str, float]]:
 
 
 def kimnet_curve(args: argparse.Namespace, config) -> list[dict[str, float]]:
-    if args.kimnet_run:
-        return curve(Path(args.kimnet_run) / "history.csv")
-    from kimnet import training
+    """``--kimnet-run``'s curve, the recipe run's if it finished, else trains (or resumes)
+    the recipe run first."""
+    from kimnet import experiment, training
 
-    result = training.train(config)
-    return curve(result.run_dir / "history.csv")
+    run_dir = Path(args.kimnet_run or Path(config.runtime.workdir) / experiment.run_name(config))
+    if args.kimnet_run or _finished(run_dir):
+        return curve(run_dir / "history.csv")
+    return curve(training.train(config).run_dir / "history.csv")
+
+
+def _finished(run_dir: Path) -> bool:
+    results = run_dir / "metrics.json"
+    return results.is_file() and json.loads(results.read_text()).get("status") == "finished"
 
 
 def write_images(config, path: Path) -> None:
@@ -154,10 +167,8 @@ def torch_curve(args: argparse.Namespace, config, tmp: Path) -> list[dict[str, f
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the PyTorch side failed: {tail}")
-    first = (done.stdout.splitlines() or ["{}"])[0]
-    if '"skip"' in first:
-        return json.loads(first)["skip"]
-    return curve(out)
+    first = json.loads((done.stdout.splitlines() or ["{}"])[0])
+    return first["skip"] if "skip" in first else curve(out)
 
 
 def reached(points: list[dict[str, float]], target: float) -> float | None:
@@ -214,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     console.start_tensorflow()
     load_before = [round(load, 2) for load in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="kimnet-tta-") as tmp:
-        config = recipe(args, Path(tmp) / "runs")
+        config = recipe(args, scratch=Path(tmp) / "runs")
         crop_padding(config.augment.ops)  # before either side trains
         curves = {"kimnet": kimnet_curve(args, config)}
         curves["PyTorch"] = torch_curve(args, config, Path(tmp))

@@ -68,6 +68,21 @@ def test_a_history_without_a_test_curve_is_refused(tmp_path):
         tta.curve(tmp_path / "history.csv")
 
 
+def test_a_finished_recipe_run_is_reused_not_retrained(tmp_path, monkeypatch):
+    from kimnet import experiment, training
+
+    args = tta.parse_args([f"--recipe={ROOT / 'configs/recipes/fmnist_mobilenetv2.py'}"])
+    config = tta.recipe(args, scratch=tmp_path / "scratch")
+    assert config.runtime.workdir == experiment.base().runtime.workdir  # the usual runs/
+    experiment.override(config, {"runtime.workdir": str(tmp_path)})
+    run_dir = tmp_path / "fmnist_mobilenetv2"
+    run_dir.mkdir()
+    (run_dir / "history.csv").write_text("epoch,elapsed_seconds,test_top1\n0,61.5,0.88\n")
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    monkeypatch.setattr(training, "train", lambda config: pytest.fail("retrained"))
+    assert tta.kimnet_curve(args, config) == [{"elapsed_seconds": 61.5, "test_top1": 0.88}]
+
+
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [

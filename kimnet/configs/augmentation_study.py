@@ -44,7 +44,7 @@ def settings():
 # long enough to fit the augmented images (at 12 epochs every augmented row still
 # underfits them), at three times the budget's epochs.
 LONG_ROWS = ("aug-none", "aug-flip-crop")
-LONG_EPOCHS = 36
+LONG_EPOCHS = 3 * small_data.BUDGET["schedule"]["epochs"]
 
 
 def get_config(arg=None):

@@ -11,8 +11,8 @@ augmentation has room to shrink. VGG because it is the one family with a form wi
 batch norm (``vgg11``), which the regularisation study needs; both studies use one
 model, so their baselines are the same experiment. A quarter of the width because the
 full VGG-11-BN trains at 28 images/s on the 2-core machine, against 434 at this width
-(``train_on_batch`` probe, idle): the full network would need 5 minutes a run and 3.5
-hours for the augmentation study.
+(``train_on_batch`` probe, idle): at that rate the full network's 12,000 training images
+a run would take about 7 minutes, nearly 5 hours for the augmentation study.
 
 The optimiser is SGD with Nesterov momentum at 0.05 (the usual rate for VGG with batch
 norm at this batch size), so weight decay acts at a rate of 0.05 rather than the 1e-3 of
@@ -24,10 +24,10 @@ compared on the same images) and validation the first 256; there is no export.
 Each row runs with seeds 0, 1, 2 (weights, shuffling and augmentation change with
 the seed; the 1,000 training images do not).
 
-Time, measured on the idle 2-core machine: about 55 s a run (45 s of training at
-about 350 images/s, the rest building the graph, loading the data and the test and
-train passes), so about 40 minutes for the augmentation study's 39 runs and 20 for
-the regularisation study's 24; docs/studies.md has the measured totals.
+Time: a baseline run took 54 s on the otherwise idle 2-core machine (47 s of training
+at about 350 images/s, the rest building the graph and the test and train passes). The
+whole studies were measured only with other work sharing the cores: 54 minutes for the
+augmentation study's 39 runs, 36 for the regularisation study's 24 (docs/studies.md).
 
 The quick variant keeps every row and two seeds (so the aggregation and the
 significance test run) but trains 2 steps per epoch for 1 epoch and evaluates 2

@@ -132,7 +132,8 @@ def VGG(
         width: Width multiplier, as MobileNet's ``alpha``: every convolution has
             ``int(filters * width)`` filters and ``fc1``/``fc2`` ``int(4096 * width)``
             units. Below 1 it makes VGG cheap enough for small experiments on a CPU (0.25
-            trains about 20 times faster than 1.0 at 32 px); ImageNet weights need 1.0.
+            trained about 15 times as fast as 1.0 at 32 px on 2 CPU cores); ImageNet
+            weights need 1.0.
         name: Model name; defaults to ``"vgg<depth>"`` (``"vgg<depth>_bn"``).
 
     Returns:

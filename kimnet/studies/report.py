@@ -91,7 +91,7 @@ def label_with_failures(summary: dict[str, Any]) -> str:
     failed = summary.get("failed_seeds") or []
     if not failed or not summary.get("seeds"):
         return summary["label"]
-    reason = re.match(r"\w+", summary.get("failure") or "") or None
+    reason = re.match(r"\w+", summary.get("failure") or "")  # the exception's class
     seeds = ", ".join(str(seed) for seed in failed)
     why = f": {reason.group(0)}" if reason else ""
     return f"{summary['label']} (seed {seeds} failed{why}; mean of the other seeds)"

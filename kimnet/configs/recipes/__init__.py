@@ -53,7 +53,7 @@ def recipe(
     config = experiment.base()
     # Every recipe tests after each epoch: its accuracy-against-time curve is part of
     # what it reports (history.csv, TensorBoard, curves.png).
-    identity = {"runtime": {"run_name": name}, "evaluate": {"test_every_epoch": True}}
-    for settings in (base, changes, identity):
+    every_recipe = {"runtime": {"run_name": name}, "evaluate": {"test_every_epoch": True}}
+    for settings in (base, changes, every_recipe):
         experiment.override(config, dict(experiment.flatten(settings)))
     return experiment.variant(config, arg)
