@@ -19,6 +19,7 @@ RUN ?=
 ARGS ?=
 FROM ?=
 FREEZE ?=
+WORKERS ?= 2
 NEW_HEAD ?=
 config_file = $(or $(CONFIG),$(if $(RECIPE),configs/recipes/$(RECIPE).py),configs/train.py)$(if $(QUICK),:quick)
 train_flags = $(if $(or $(CONFIG),$(RECIPE),$(QUICK)),--config=$(config_file)) \
@@ -35,7 +36,8 @@ HOST ?= 127.0.0.1
 PORT ?= 8501
 LOGDIR ?= runs
 
-.PHONY: help install data test test-slow lint format train finetune tensorboard models bench \
+.PHONY: help install data test test-slow lint format train train-multiworker finetune tensorboard \
+	models bench \
 	bench-jit time-to-accuracy bench-input bench-serve serve transfer-study \
 	compare-architectures study-augmentation study-regularization clean
 
@@ -46,6 +48,7 @@ help:
 	@echo "   variables: EPOCHS= DATASET= BATCH= AUGMENT= RUN= QUICK=1 CONFIG=file.py|runs/<name>"
 	@echo "make train RECIPE=name     a full recipe from configs/recipes/ (fmnist_mobilenetv2, ...)"
 	@echo "   ARGS='--config.section.field=value ...' (python pipelines/train.py --help lists the fields)"
+	@echo "make train-multiworker WORKERS=2  the same as WORKERS local tf.distribute workers (TF_CONFIG each)"
 	@echo "make finetune FROM=...     fine-tune from a run (runs/<name>), imagenet or a .weights.h5"
 	@echo "   variables: those of make train, FREEZE=none|backbone|stages:K|bn, NEW_HEAD=1"
 	@echo "make compare-architectures  one model per family, same budget, on Fashion-MNIST (QUICK=1, MODELS=a,b)"
@@ -96,6 +99,10 @@ format: $(PY)
 
 train: $(PY)
 	$(PY) pipelines/train.py $(train_flags)
+
+train-multiworker: $(PY)
+	$(PY) -m kimnet.launch --workers=$(WORKERS) -- $(PY) pipelines/train.py $(train_flags) \
+		--config.runtime.strategy=multi_worker
 
 finetune: $(PY)
 	@test -n "$(FROM)" || { echo "error: make finetune needs FROM=runs/<name>, imagenet or a .weights.h5 file." >&2; exit 2; }

@@ -36,8 +36,13 @@ graph tracing or compilation and the shuffle-buffer fill, which a long run pays 
   process: ``--torch-python`` names an interpreter with torch; without one the
   PyTorch sides are skipped with one line).
 
+* D: A's run as ``--workers`` local processes (default 2; ``--workers=1`` skips it)
+  under ``runtime.strategy=multi_worker`` with the same global batch, started by
+  ``python -m kimnet.launch``; the chief's steady images/s. On one machine the workers
+  share its cores, so D/A measures what multi-worker training costs, not a speed-up.
+
 Ratios: A/B (kimnet's overhead without augmentation), A'/B' (with it), A/C and A/C'
-(kimnet against PyTorch on the same model, neither augmenting), each the median and
+(kimnet against PyTorch on the same model, neither augmenting), D/A, each the median and
 range of the per-round ratios. Then the model (trained on B's few steps) is exported
 with ``kimnet.export.export`` and its serving signature timed at batch 1 (latency,
 ms/image) and batch 64 (images/s) by :func:`kimnet.export_timing.measure_savedmodel`.
@@ -96,8 +101,10 @@ CASES = {
 KIMNET, KIMNET_AUG = "A kimnet, augment none", "A' kimnet, augment flip_h,crop"
 PLAIN, PLAIN_AUG = "B plain fit, cached tensors", "B' plain fit, tf.data + flip_h,crop"
 TORCH, TORCH_COMPILED = "C PyTorch eager, channels-last", "C' PyTorch torch.compile"
-SIDES = (KIMNET, PLAIN, KIMNET_AUG, PLAIN_AUG, TORCH, TORCH_COMPILED)
+WORKERS = "D kimnet, local workers, augment none"
+SIDES = (KIMNET, PLAIN, KIMNET_AUG, PLAIN_AUG, TORCH, TORCH_COMPILED, WORKERS)
 RATIOS = {
+    "local workers / one process (augment none)": (WORKERS, KIMNET),
     "kimnet / plain fit (augment none)": (KIMNET, PLAIN),
     "kimnet / plain fit (flip_h,crop)": (KIMNET_AUG, PLAIN_AUG),
     "kimnet / PyTorch eager": (KIMNET, TORCH),
@@ -133,9 +140,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="PyTorch's intra-op threads (default: every core, as TensorFlow uses)",
     )
     parser.add_argument("--infer-repeats", type=int, default=20, help="timed inference calls")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="local tf.distribute workers of side D, same global batch (default 2; 1: skip D)",
+    )
     args = parser.parse_args(argv)
     args.cases = _cases(args.models)
-    checks = (("rounds", 1), ("steps", 2), ("batch", 1), ("infer_repeats", 1), ("torch_threads", 1))
+    checks = (
+        ("rounds", 1),
+        ("steps", 2),
+        ("batch", 1),
+        ("infer_repeats", 1),
+        ("torch_threads", 1),
+        ("workers", 1),
+    )
     for name, low in checks:
         if getattr(args, name) is not None and getattr(args, name) < low:
             flag = name.replace("_", "-")
@@ -347,28 +367,32 @@ def skip_message(reason: str) -> str:
 # ---------------------------------------------------------------- the sides
 
 
+def kimnet_overrides(case: Case, ops: str, batch: int, steps: int, workdir: Path) -> dict:
+    """The default experiment's changes: one short epoch of training only."""
+    return {
+        "model.name": case.model,
+        "model.small_input": str(case.small_input).lower(),
+        "data.image_size": case.image_size,
+        "data.batch_size": batch,
+        "augment.ops": ops,
+        "schedule.epochs": 1,
+        "schedule.steps_per_epoch": steps,
+        "evaluate.max_batches": 1,
+        "evaluate.bn_recalibration_batches": 1,
+        "export.enabled": False,
+        "runtime.workdir": str(workdir),
+        "runtime.run_name": "bench",
+        "runtime.overwrite": True,
+        "runtime.progress": "silent",
+    }
+
+
 def kimnet_config(case: Case, ops: str, batch: int, steps: int, workdir: Path):
     """The default experiment, shrunk to one short epoch of training only."""
     from kimnet import experiment
 
     return experiment.with_overrides(
-        experiment.base(),
-        {
-            "model.name": case.model,
-            "model.small_input": str(case.small_input).lower(),
-            "data.image_size": case.image_size,
-            "data.batch_size": batch,
-            "augment.ops": ops,
-            "schedule.epochs": 1,
-            "schedule.steps_per_epoch": steps,
-            "evaluate.max_batches": 1,
-            "evaluate.bn_recalibration_batches": 1,
-            "export.enabled": False,
-            "runtime.workdir": str(workdir),
-            "runtime.run_name": "bench",
-            "runtime.overwrite": True,
-            "runtime.progress": "silent",
-        },
+        experiment.base(), kimnet_overrides(case, ops, batch, steps, workdir)
     )
 
 
@@ -388,6 +412,27 @@ def kimnet_side(
             rate = training.train(config, splits=splits).metrics.steady_images_per_second
         gc.collect()
         return rate
+
+    return measure
+
+
+def workers_side(case: Case, batch: int, steps: int, workers: int, workdir: Path):
+    """D: the same run as A as ``workers`` local processes (``python -m kimnet.launch``,
+    ``runtime.strategy=multi_worker``), the same global batch; the chief's steady
+    images/s. Each round pays the processes' start-up, which the figure leaves out."""
+    root = Path(__file__).resolve().parents[1]
+    overrides = kimnet_overrides(case, "none", batch, steps, workdir / "workers")
+    overrides["runtime.strategy"] = "multi_worker"
+    flags = [f"--config.{key}={value}" for key, value in overrides.items()]
+    command = [sys.executable, "-m", "kimnet.launch", f"--workers={workers}", "--"]
+    command += [sys.executable, str(root / "pipelines" / "train.py"), *flags]
+
+    def measure() -> float:
+        result = subprocess.run(command, capture_output=True, text=True, cwd=root)
+        if result.returncode != 0:
+            raise RuntimeError(f"{workers} local workers failed: {result.stderr[-2000:]}")
+        metrics = json.loads((workdir / "workers" / "bench" / "metrics.json").read_text())
+        return metrics["steady_images_per_second"]
 
     return measure
 
@@ -499,6 +544,8 @@ def run_case(case: Case, args, splits, worker: TorchWorker | None, tmp: Path) ->
         KIMNET_AUG: kimnet_side(case, "flip_h,crop", batch, steps, splits, tmp),
         PLAIN_AUG: fit_side(model, augmented_dataset(case, batch, splits), steps, batch),
     }
+    if args.workers > 1:
+        sides[WORKERS] = workers_side(case, batch, steps, args.workers, tmp)
     if worker is not None and not worker.skipped:
         data_path = tmp / f"{case.model}-{case.image_size}.npz"
         np.savez(data_path, x=x, y=y)
@@ -585,7 +632,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions,
         "load_before": [round(load, 2) for load in load_before],
         "load_after": [round(load, 2) for load in os.getloadavg()],
-        "settings": {"rounds": args.rounds, "steps": args.steps or "per model", "batch": batch},
+        "settings": {
+            "rounds": args.rounds,
+            "steps": args.steps or "per model",
+            "batch": batch,
+            "workers": args.workers,
+        },
         "torch_skipped": worker.skipped,
         "models": results,
     }

@@ -195,10 +195,18 @@ def collect(
 
 
 def model_predictor(model: keras.Model) -> Predict:
-    """Probabilities from a ``keras.Model`` whose first output is the class probabilities."""
+    """Probabilities from a ``keras.Model`` whose first output is the class probabilities.
+
+    A model trained by several workers predicts on this worker alone: its
+    ``predict_on_batch`` would gather every worker's copy of the same batch."""
+    strategy = getattr(model, "distribute_strategy", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        call = tf.function(lambda images: model(images, training=False))
+    else:
+        call = model.predict_on_batch
 
     def predict(images: tf.Tensor) -> np.ndarray:
-        outputs = model.predict_on_batch(images)
+        outputs = call(images)
         if isinstance(outputs, (list, tuple)):
             outputs = outputs[0]
         return np.asarray(outputs, np.float32)

@@ -29,7 +29,7 @@ from ml_collections import config_dict
 from kimnet.errors import InputError
 
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
-STRATEGIES = ("default", "mirrored")
+STRATEGIES = ("default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adamw", "sgd")
 SMALL_INPUT = ("auto", "true", "false")
 JIT_COMPILE = ("auto", "true", "false")
@@ -202,7 +202,8 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
         "strategy": Field(
             "default",
-            "tf.distribute strategy; mirrored: all local GPUs.",
+            "tf.distribute strategy; mirrored: all local GPUs; multi_worker: the workers of "
+            "TF_CONFIG (make train-multiworker WORKERS=N).",
             None,
             _one_of(*STRATEGIES),
         ),

@@ -7,6 +7,7 @@ If this fails after a Keras upgrade, the message says which internal changed; fi
 from __future__ import annotations
 
 import keras
+import pytest
 
 from kimnet.models import keras_internals
 from kimnet.models.zoo import count_macs
@@ -27,3 +28,26 @@ def test_call_output_shapes_of_a_nested_model_used_twice():
     assert len(keras_internals.call_output_shapes(inner)) == 2
     # 8x8 'valid' 3x3 -> 6x6 positions x 27 x 2 channels, once per call.
     assert count_macs(outer) == 2 * 6 * 6 * 27 * 2
+
+
+def test_the_multi_worker_fix_finds_what_it_mends_and_applies_once():
+    from keras.src.backend.tensorflow import trainer
+
+    keras_internals.fix_multi_worker_fit()
+    fixed = trainer.reduce_per_replica
+    keras_internals.fix_multi_worker_fit()
+    assert trainer.reduce_per_replica is fixed and fixed.kimnet_fixed
+    assert trainer.TensorFlowTrainer._maybe_symbolic_build.__module__ == keras_internals.__name__
+    # Without several workers the trainer's own reduction runs, unchanged.
+    import tensorflow as tf
+
+    value = tf.constant([1.0, 3.0])
+    assert fixed(value, tf.distribute.get_strategy(), "auto") is value
+
+
+def test_a_missing_internal_is_named():
+    class Trainer:
+        pass
+
+    with pytest.raises(keras_internals.KerasInternalsError, match="_maybe_symbolic_build"):
+        keras_internals._require(Trainer, ("_maybe_symbolic_build",))

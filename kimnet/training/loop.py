@@ -29,7 +29,7 @@ import tensorflow as tf
 from kimnet import console, data, evaluation, experiment, export, fileio, models
 from kimnet.errors import InputError, TrainingDiverged, TrainingStopped, format_bytes
 from kimnet.training import callbacks as cb
-from kimnet.training import precision, state
+from kimnet.training import distribute, precision, state
 from kimnet.training.optim import learning_rate_schedule, make_optimizer
 from kimnet.transfer import finetune, subsets
 
@@ -66,6 +66,7 @@ class Metrics:
     status: str = "finished"
     # Top-1 on un-augmented training images in evaluation mode (see train_top1()).
     train_top1: float | None = None
+    workers: int = 1  # processes that trained it (runtime.strategy=multi_worker)
 
     @property
     def trainable_parameters_per_phase(self) -> list[int]:
@@ -99,16 +100,30 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
     :class:`~kimnet.errors.TrainingStopped` after SIGINT/SIGTERM (state saved).
     """
     config = finetune.resolve(experiment.validate(config))
+    # First: the multi-worker strategy sets up the runtime's collectives, before any op.
+    strategy = distribute.make_strategy(config.runtime.strategy)
+    who = distribute.worker(strategy)
+    if who.count > 1:
+        print(f"Training as the {who} (tf.distribute, TF_CONFIG).", flush=True)
     run_dir, export_root = check_destinations(config)
+    fresh = bool(config.runtime.overwrite)
+    with distribute.own_destinations(who, run_dir, export_root, fresh=fresh) as (
+        run_dir,
+        export_root,
+    ):
+        return _train_in(config, splits, strategy, run_dir, export_root)
+
+
+def _train_in(config, splits, strategy, run_dir: Path, export_root: Path) -> RunResult:
+    """:func:`train` once the strategy and this process's destinations are known."""
     with _dtype_policy(config.runtime.precision) as policy:
         keras.utils.set_random_seed(config.runtime.seed)
         splits = load_data(config, splits)
-        strategy = make_strategy(config.runtime.strategy)
         with strategy.scope():
             model, loaded = build_model(config, splits.info)
         check_batch_size(config, model, splits.info)
         phases = finetune.phases(config, model)
-        batches = make_batches(config, splits, model)
+        batches = make_batches(config, splits, model, distribute.worker(strategy).count)
         with state.run_lock(run_dir), state.stop_requests() as stop:
             resumed = prepare_run_dir(run_dir, config)
             if resumed is None:
@@ -119,6 +134,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             wall = time.perf_counter() - start
             end_early(progress.checkpointer, config, run_dir)
             progress.precise_bn.recalibrate(model)
+            distribute.check_same_weights(strategy, model.get_weights())
             test = evaluate(model, config, splits.info, batches, run_dir)
             top1_on_train = train_top1(model, batches)
             # The last checkpoint holds the statistics the test used, like the export.
@@ -131,6 +147,7 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
             metrics.precision = policy.policy
             metrics.train_top1 = top1_on_train
+            metrics.workers = distribute.worker(strategy).count
             write_results(run_dir, metrics)
     return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
@@ -172,10 +189,11 @@ def end_early(checkpointer: state.Checkpointer, config, run_dir: Path) -> None:
         raise TrainingDiverged(message)
     if checkpointer.stopped:
         number = checkpointer.stop.signal_number
+        cause = signal.Signals(number).name if number else "another worker's stop request"
         raise TrainingStopped(
-            f"Stopped by {signal.Signals(number).name} at epoch {checkpointer.epoch + 1}, step "
+            f"Stopped by {cause} at epoch {checkpointer.epoch + 1}, step "
             f"{checkpointer.step}; the state is in {last}. Run the same command again to resume.",
-            number,
+            number or signal.SIGTERM,
         )
 
 
@@ -287,13 +305,6 @@ def check_batch_size(
         )
 
 
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``default``: one device; ``mirrored``: data parallel over all local GPUs."""
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def build_model(
     config: ml_collections.ConfigDict, info: data.DatasetInfo
 ) -> tuple[keras.Model, Any]:
@@ -323,9 +334,10 @@ def _one_hot(num_classes: int, outputs: int):
 
 
 def make_batches(
-    config: ml_collections.ConfigDict, splits: data.Splits, model: keras.Model
+    config: ml_collections.ConfigDict, splits: data.Splits, model: keras.Model, workers: int = 1
 ) -> Batches:
-    """Augmented, shuffled training batches and plain evaluation batches, as one-hot targets."""
+    """Augmented, shuffled training batches and plain evaluation batches, as one-hot targets;
+    with several ``workers``, what ``fit`` and ``evaluate`` read is shared out by batch."""
     info, d = splits.info, config.data
     pipelines = data.make(
         splits,
@@ -345,11 +357,14 @@ def make_batches(
             ds = ds.take(config.evaluate.max_batches)
         return ds.map(to_targets)
 
+    shard = distribute.shard_by_data if workers > 1 else (lambda ds: ds)
     return Batches(
-        train=pipelines["train"].take(steps).map(to_targets).repeat(),
-        train_plain=pipelines["train_plain"],
-        validation=evaluation("validation"),
-        test=evaluation("test"),
+        train=shard(pipelines["train"].take(steps).map(to_targets).repeat()),
+        # Precise BN reads it directly on every worker alike (sharding applies only where
+        # Keras distributes a dataset, as evaluate does for train_top1).
+        train_plain=shard(pipelines["train_plain"]),
+        validation=shard(evaluation("validation")),
+        test=shard(evaluation("test")),
         steps_per_epoch=steps,
     )
 
@@ -498,7 +513,8 @@ def fit(
     checkpoints = run_dir / "checkpoints"
     val_key = "val_top1" if len(model.outputs) == 1 else "val_predictions_top1"
     begin = resumed or state.State()
-    checkpointer = state.Checkpointer(checkpoints, val_key, stop, begin)
+    agree = distribute.agreement(strategy)
+    checkpointer = state.Checkpointer(checkpoints, val_key, stop, begin, agree)
     stats, precise_bn, callbacks = make_callbacks(model, config, batches, run_dir, checkpointer)
     progress = Progress(stats, checkpointer, precise_bn, records=_earlier_records(run_dir, resumed))
     current = {"phase": 1}
@@ -527,10 +543,10 @@ def fit(
             earlier = [r for r in progress.records if r["phase"] < index]  # not a resumed one
             progress.records = [*earlier, record]
             fileio.write_json_atomic(run_dir / "trainable.json", progress.records)
-        with strategy.scope():
+        with strategy.scope():  # the optimizer's variables are the strategy's too
             stats.schedule = compile_for_phase(model, config, phase, batches.steps_per_epoch)
-        if resumed is not None and not at_phase_start:
-            state.restore(model, checkpoints)  # within a phase: its optimizer's state too
+            if resumed is not None and not at_phase_start:
+                state.restore(model, checkpoints)  # within a phase: its optimizer's state too
         resumed = None
         verbose = console.progress_verbosity(config.runtime.progress)
         _fit_epochs(model, batches, callbacks, progress, first, end, begin.step, verbose)

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -103,8 +103,18 @@ class Checkpointer(keras.callbacks.Callback):
     good one stays; ``diverged`` then says where it happened.
     """
 
-    def __init__(self, checkpoints: Path, monitor: str, stop: StopRequest, state: State):
+    def __init__(
+        self,
+        checkpoints: Path,
+        monitor: str,
+        stop: StopRequest,
+        state: State,
+        agree: Callable[[bool], bool] = bool,
+    ):
+        """``agree``: whether any worker asks to stop, given this one's answer (once a step
+        on every worker: :func:`kimnet.training.distribute.agreement`)."""
         super().__init__()
+        self.agree = agree
         self.checkpoints = checkpoints
         self.monitor = monitor
         self.stop = stop
@@ -120,13 +130,14 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step = self.first_step + batch + 1
+        stop_asked = self.agree(self.stop.signal_number is not None)
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             self.diverged = (
                 f"the loss became {float(loss)} at epoch {self.epoch + 1}, step {self.step}"
             )
             self.model.stop_training = True
-        elif self.stop.signal_number is not None and not self.stopped:
+        elif stop_asked and not self.stopped:
             save(self.model, self.checkpoints, State(self.epoch, self.step, self.best))
             self.stopped = True
             self.model.stop_training = True
