@@ -52,7 +52,9 @@ versions and load average before and after) and ``bench.png`` (bars with the
 rounds' range) to ``--out`` (default ``reports/bench/``). With the defaults (5
 rounds, batch 128, three models) it takes about an hour on 2 idle cores: per model
 and round, six measurements of 15-20 s plus kimnet's fixed run costs (about 30 s a
-run, twice) and the first steps; ``torch.compile`` compiles once per model. The
+run, twice) and the first steps; ``torch.compile`` compiles once per model. Side D
+adds one measurement of about 50 s per model and round (46-54 s measured at 16 steps,
+the workers' start-up included): about 13 minutes over the defaults. The
 QUICK variant (``--rounds=1 --steps=4 --models=mobilenetv2-32``) takes about 4
 minutes. ``bench.json`` records each measurement's wall time (``side_seconds``).
 """

@@ -179,11 +179,11 @@ def test_two_workers_train_and_only_the_chief_writes(tmp_path, child_env):
     assert list((tmp_path / "tmp").iterdir()) == []  # no worker's scratch, no launcher log
 
 
-@pytest.mark.slow  # two real two-worker runs
-def test_sigterm_stops_every_worker_at_one_step_and_the_same_command_resumes(tmp_path, child_env):
+def _start_after_epoch_1(tmp_path: Path, env: dict) -> tuple[list[str], subprocess.Popen]:
+    """A three-epoch two-worker run, returned once its first epoch is saved."""
     command = _two_workers(tmp_path, epochs=3)
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
     )
     checkpoint = tmp_path / "runs" / "r" / "checkpoints" / state.STATE
     deadline = time.monotonic() + 600
@@ -191,6 +191,12 @@ def test_sigterm_stops_every_worker_at_one_step_and_the_same_command_resumes(tmp
         assert process.poll() is None, process.communicate()[1][-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.2)
+    return command, process
+
+
+@pytest.mark.slow  # two real two-worker runs
+def test_sigterm_stops_every_worker_at_one_step_and_the_same_command_resumes(tmp_path, child_env):
+    command, process = _start_after_epoch_1(tmp_path, child_env)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=300)
     assert process.returncode == 128 + signal.SIGTERM, stderr[-3000:]
@@ -219,16 +225,7 @@ def _worker_pid(launcher: int, index: int) -> int | None:
 
 @pytest.mark.slow  # two real two-worker runs
 def test_a_killed_worker_stops_the_job_and_the_same_command_completes_it(tmp_path, child_env):
-    command = _two_workers(tmp_path, epochs=3)
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env
-    )
-    checkpoint = tmp_path / "runs" / "r" / "checkpoints" / state.STATE
-    deadline = time.monotonic() + 600
-    while not checkpoint.exists():  # epoch 1 saved: kill worker 1 within epoch 2
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    command, process = _start_after_epoch_1(tmp_path, child_env)  # kill within epoch 2
     pid = _worker_pid(process.pid, 1)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)

@@ -26,7 +26,7 @@ def test_there_is_a_recipe_per_family_of_the_article():
 def test_a_recipe_parses_and_builds_its_model_and_pipeline(path, fmnist):
     config = experiment.load(str(path))
     assert experiment.run_name(config) == path.stem  # runs/<recipe>, not <dataset>-<model>
-    assert config.schedule.epochs > 3  # a full schedule, not the quick default
+    assert config.schedule.epochs > 3  # a full schedule, longer than the schema default
     model, _ = build_model(config, fmnist.info)
     assert model.output_shape[-1] == fmnist.info.num_classes
     augmenter = data.augment.build(config.augment.ops, config.data.image_size, seed=0)
