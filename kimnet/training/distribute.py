@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import tensorflow as tf
@@ -88,7 +88,7 @@ def worker(strategy: tf.distribute.Strategy) -> Worker:
     return Worker(index=index, count=count, chief=bool(strategy.extended.should_checkpoint))
 
 
-def agreement(strategy: tf.distribute.Strategy):
+def agreement(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
     """A function of a local flag that is true on every worker when it is true on any:
     a stop requested on one worker stops all of them at the same step (a worker that
     stopped alone would leave the others waiting in the next all-reduce)."""

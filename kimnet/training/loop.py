@@ -114,7 +114,13 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
         return _train_in(config, splits, strategy, run_dir, export_root)
 
 
-def _train_in(config, splits, strategy, run_dir: Path, export_root: Path) -> RunResult:
+def _train_in(
+    config: ml_collections.ConfigDict,
+    splits: data.Splits | None,
+    strategy: tf.distribute.Strategy,
+    run_dir: Path,
+    export_root: Path,
+) -> RunResult:
     """:func:`train` once the strategy and this process's destinations are known."""
     with _dtype_policy(config.runtime.precision) as policy:
         keras.utils.set_random_seed(config.runtime.seed)
