@@ -128,8 +128,9 @@ def check_same_weights(strategy: tf.distribute.Strategy, weights: list) -> None:
 
 def shard_by_data(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Each worker keeps every n-th batch of the whole pipeline. Not by file: kimnet's
-    pipelines assert their element counts, and each worker must take the same number of
-    steps, which shards of unequal size would not give."""
+    pipelines assert the element counts of their sources, and with TFRecord shards of
+    unequal size a worker's share of the files would not be its share of the images, so
+    an epoch would no longer be one pass over the training set."""
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
