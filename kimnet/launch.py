@@ -68,9 +68,12 @@ class Workers:
         self.log_dir = log_dir
         self.first_failed: int | None = None  # the worker whose failure stopped the rest
         self.processes: list[subprocess.Popen] = []
+        self.logs = []  # the other workers' log files, closed once all have ended
         for index, config in enumerate(tf_configs(free_ports(count))):
             env = {**os.environ, "TF_CONFIG": config}
             out = None if index == 0 else open(self.log(index), "w")  # noqa: SIM115
+            if out is not None:
+                self.logs.append(out)
             # Own sessions: a terminal's Ctrl-C reaches the launcher only, which passes
             # it on once (a second copy would stop the workers at once).
             self.processes.append(
@@ -103,6 +106,8 @@ class Workers:
             if deadline is not None and time.monotonic() > deadline:
                 self.send(signal.SIGKILL)
             time.sleep(0.2)
+        for log in self.logs:
+            log.close()
         return [p.returncode for p in self.processes]
 
 

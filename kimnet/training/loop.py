@@ -111,13 +111,14 @@ def train(config: ml_collections.ConfigDict, *, splits: data.Splits | None = Non
         run_dir,
         export_root,
     ):
-        return _train_in(config, splits, strategy, run_dir, export_root)
+        return _train_in(config, splits, strategy, who.count, run_dir, export_root)
 
 
 def _train_in(
     config: ml_collections.ConfigDict,
     splits: data.Splits | None,
     strategy: tf.distribute.Strategy,
+    workers: int,
     run_dir: Path,
     export_root: Path,
 ) -> RunResult:
@@ -129,7 +130,7 @@ def _train_in(
             model, loaded = build_model(config, splits.info)
         check_batch_size(config, model, splits.info)
         phases = finetune.phases(config, model)
-        batches = make_batches(config, splits, model, distribute.worker(strategy).count)
+        batches = make_batches(config, splits, model, workers)
         with state.run_lock(run_dir), state.stop_requests() as stop:
             resumed = prepare_run_dir(run_dir, config)
             if resumed is None:
@@ -153,7 +154,7 @@ def _train_in(
             metrics.resumed_from_epoch = resumed.epoch if resumed else None
             metrics.precision = policy.policy
             metrics.train_top1 = top1_on_train
-            metrics.workers = distribute.worker(strategy).count
+            metrics.workers = workers
             write_results(run_dir, metrics)
     return RunResult(run_dir=run_dir, export_dir=version_dir, metrics=metrics, model=model)
 
