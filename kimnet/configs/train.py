@@ -13,13 +13,17 @@ from kimnet import experiment
 # Where the default run departs from the schema's defaults, chosen by measurement on the
 # 2-core machine (docs/results.md, "The default run"): Fashion-MNIST's native 28 px
 # (32 px costs 30% more per image and adds no information), horizontal flips only (a
-# cheap op for a short run; the recipes add crops), a short warm-up, and the epochs
-# that fit in 20 minutes there (about 140 s an epoch with its validation).
+# cheap op for a short run; the recipes add crops), a short warm-up, the epochs that
+# fit in 20 minutes there (about 140 s an epoch with its validation), and the recipes'
+# dropout and weight decay, which narrowed the gap to the training images at no cost
+# in time (validation top-1 93.0% against 92.5% without them).
 DEFAULT_RUN = {
     "data.image_size": 28,
     "augment.ops": "flip_h",
     "schedule.epochs": 7,
     "schedule.warmup_epochs": 0.3,
+    "model.dropout": 0.2,
+    "optim.weight_decay": 0.05,
 }
 
 
