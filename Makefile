@@ -38,7 +38,7 @@ LOGDIR ?= runs
 
 .PHONY: help install data test test-slow lint format train train-multiworker finetune tensorboard \
 	models bench \
-	bench-jit time-to-accuracy bench-input bench-serve serve transfer-study \
+	bench-jit profile time-to-accuracy bench-input bench-serve serve transfer-study \
 	compare-architectures study-augmentation study-regularization clean
 
 help:
@@ -63,6 +63,7 @@ help:
 	@echo "   TORCH_PYTHON=python with torch; ARGS='--models=... --rounds=N'); writes reports/bench/"
 	@echo "make time-to-accuracy     test top-1 against time, kimnet vs PyTorch, one recipe (TORCH_PYTHON=, QUICK=1)"
 	@echo "make bench-jit            training images/s with and without XLA, per family (reports/bench-jit/)"
+	@echo "make profile              where a training step spends its time, by op type (reports/profile/)"
 	@echo "make bench-input / bench-serve  input-pipeline throughput table / server load benchmark"
 	@echo "make serve                TF-Serving-compatible REST server for $(MODEL_DIR)/ on $(HOST):$(PORT)"
 	@echo "make lint / format        ruff"
@@ -137,6 +138,9 @@ time-to-accuracy: $(PY)
 
 bench-jit: $(PY)
 	$(PY) benchmarks/bench_jit.py $(ARGS)
+
+profile: $(PY)
+	$(PY) benchmarks/profile_step.py $(ARGS)
 
 bench-input: $(PY)
 	$(PY) benchmarks/bench_input.py

@@ -78,6 +78,12 @@ def _one_of(*choices: str) -> Callable[[Any], str | None]:
     return lambda value: None if value in choices else f"one of {', '.join(choices)}"
 
 
+def _step_range(value: Any) -> str | None:
+    first, _, last = value.partition(",")
+    ok = first.isdigit() and last.isdigit() and 0 < int(first) <= int(last)
+    return None if ok else "two step numbers FIRST,LAST with 0 < FIRST <= LAST, e.g. 10,15"
+
+
 def _run_name(value: Any) -> str | None:
     ok = _RUN_NAME.match(value) is not None
     return None if ok else "letters, digits, '.', '_' and '-' only, not starting with '.'"
@@ -222,6 +228,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "Also write TensorBoard scalars every N steps (0: per epoch only).",
             None,
             _at_least(0),
+        ),
+        "profile_steps": Field(
+            None,
+            "Profile training steps FIRST,LAST (counted from the run's start or resume) "
+            "into the TensorBoard logs: TensorBoard's Profile tab "
+            "(pip install tensorboard-plugin-profile); make profile summarises one.",
+            str,
+            _step_range,
         ),
     },
 }

@@ -34,7 +34,7 @@ def _other_value(field: experiment.Field):
     candidates = {
         int: [3, 64, 1],
         float: [0.25, 0.5, 2.0],
-        str: ["true", "false", "sgd", "mixed_bfloat16", "mirrored", "bar", "x"],
+        str: ["true", "false", "sgd", "mixed_bfloat16", "mirrored", "bar", "x", "2,4"],
     }[field.value_type]
     for value in candidates:
         if value != field.default and (field.check is None or field.check(value) is None):
@@ -79,6 +79,9 @@ def test_defaults_come_from_the_schema_and_validate():
         ({"model": {"args": "nonsense=1"}}, r"takes no argument 'nonsense'.*Its arguments: alpha"),
         ({"model": {"name": "resnet18", "args": "depth=50"}}, r"no argument 'depth'"),
         ({"model": {"args": "classes=5"}}, r"no argument 'classes'"),
+        ({"runtime": {"profile_steps": "5"}}, r"profile_steps='5'.*FIRST,LAST"),
+        ({"runtime": {"profile_steps": "9,3"}}, r"profile_steps='9,3'.*FIRST <= LAST"),
+        ({"runtime": {"profile_steps": "0,3"}}, r"profile_steps='0,3'.*0 < FIRST"),
     ],
 )
 def test_bad_values_name_the_dotted_path(changes, message):

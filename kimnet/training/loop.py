@@ -464,7 +464,9 @@ def make_callbacks(
     precise_bn = cb.PreciseBatchNorm(batches.train_plain, config.evaluate.bn_recalibration_batches)
     stats = cb.EpochStats(config.data.batch_size)
     tensorboard = keras.callbacks.TensorBoard(
-        str(run_dir / "tensorboard"), update_freq=config.runtime.tensorboard_every or "epoch"
+        str(run_dir / "tensorboard"),
+        update_freq=config.runtime.tensorboard_every or "epoch",
+        profile_batch=config.runtime.profile_steps or 0,
     )
     history = keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=True)
     # EpochStats (and the test curve) before TensorBoard and the CSV log, which record
