@@ -25,6 +25,7 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -101,7 +102,9 @@ def summarise(xplane: Path, top: int) -> dict[str, Any]:
 
     space = xplane_pb2.XSpace()
     space.ParseFromString(xplane.read_bytes())
-    host = next(plane for plane in space.planes if plane.name == "/host:CPU")
+    host = next((plane for plane in space.planes if plane.name == "/host:CPU"), None)
+    if host is None:
+        raise RuntimeError(f"{xplane} holds no host (CPU) events.")
     op_time: collections.Counter[str] = collections.Counter()
     step_ms: list[float] = []
     input_ms = 0.0
@@ -136,7 +139,7 @@ def table(op_time: collections.Counter[str], step_ms: list[float], top: int) -> 
         )
     return {
         "profiled_steps": steps,
-        "step_wall_ms": sorted(step_ms)[steps // 2],
+        "step_wall_ms": statistics.median(step_ms),
         "op_ms_per_step": total / steps,
         "ops": rows,
     }

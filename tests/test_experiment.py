@@ -82,6 +82,7 @@ def test_defaults_come_from_the_schema_and_validate():
         ({"runtime": {"profile_steps": "5"}}, r"profile_steps='5'.*FIRST,LAST"),
         ({"runtime": {"profile_steps": "9,3"}}, r"profile_steps='9,3'.*FIRST <= LAST"),
         ({"runtime": {"profile_steps": "0,3"}}, r"profile_steps='0,3'.*0 < FIRST"),
+        ({"runtime": {"profile_steps": "1,400"}}, r"profile_steps='1,400'.*at most 50 steps"),
     ],
 )
 def test_bad_values_name_the_dotted_path(changes, message):

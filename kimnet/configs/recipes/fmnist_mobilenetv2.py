@@ -5,7 +5,7 @@ the 2-core machine.
 
 - 28 px, not 32: the images are 28 px, upsampling adds no information and costs 30%
   more time per image.
-- 40 epochs: 146-182 s an epoch here (AVX-512 machine, 2 cores, with validation and
+- 40 epochs: 146-212 s an epoch here (AVX-512 machine, 2 cores, with validation and
   the per-epoch test); measured 94.47% test top-1 in 112 minutes (docs/results.md,
   "Recipes"). At 16 epochs it reached 93.40%, at 30 epochs with random erasing 93.90%,
   still rising as the learning rate fell.
