@@ -12,8 +12,14 @@ import tensorflow as tf
 
 import kimnet.export
 from kimnet import experiment
+from kimnet.models.batch_norm import BatchNormalization
 from kimnet.training import callbacks, train
-from kimnet.training.callbacks import EpochStats, PreciseBatchNorm, recalibrate_batchnorm
+from kimnet.training.callbacks import (
+    EpochStats,
+    PreciseBatchNorm,
+    recalibrate_batchnorm,
+    training_forward,
+)
 from kimnet.training.optim import learning_rate_schedule
 
 
@@ -25,16 +31,22 @@ def test_learning_rate_warms_up_then_decays_to_zero():
     assert values[4] == pytest.approx(0.0, abs=1e-7)
 
 
-def test_throughput_leaves_out_each_epochs_first_step(monkeypatch):
-    clock = iter([0.0, 10.0, 12.0, 100.0, 102.0, 105.0])
-    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+def test_throughput_leaves_out_each_epochs_first_step_and_its_evaluation(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: now[0])
     stats = EpochStats(batch_size=8)
-    # Epoch 1: the first step takes 10 s (tracing), two more take 1 s each; the
-    # validation pass (on_test_begin) stops the clock. Epoch 2: 2 s, then 1 s steps.
-    for epoch, steps in enumerate((3, 4)):
+    # Epoch 1 starts at 0 s: the first step ends at 10 s (tracing), two more take 1 s
+    # each. Epoch 2 starts at 100 s: 2 s, then 1 s steps. After each epoch's last step,
+    # 30 s of precise-BN recalibration and validation must not count as training.
+    for epoch, (start, step_ends) in enumerate(
+        ((0.0, (10, 11, 12)), (100.0, (102, 103, 104, 105)))
+    ):
+        now[0] = start
         stats.on_epoch_begin(epoch)
-        for step in range(steps):
+        for step, end in enumerate(step_ends):
+            now[0] = float(end)
             stats.on_train_batch_end(step)
+        now[0] += 30.0
         stats.on_test_begin()
         stats.on_epoch_end(epoch)
     assert stats.first_step_seconds == [10.0, 2.0]
@@ -62,6 +74,53 @@ def test_precise_batchnorm_averages_batch_statistics():
     np.testing.assert_allclose(bn.moving_mean.numpy(), [6.5] * 3, atol=1e-5)  # mean of 1.5, 11.5
     np.testing.assert_allclose(bn.moving_variance.numpy(), [1.25] * 3, atol=1e-5)
     assert bn.momentum == 0.999  # restored
+
+
+def test_precise_batchnorm_on_the_fused_layer_averages_biased_batch_variances():
+    inputs = keras.Input((2, 2, 3))
+    model = keras.Model(inputs, BatchNormalization(momentum=0.999)(inputs))
+    images = np.random.default_rng(0).normal(size=(3, 4, 2, 2, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images.reshape(12, 2, 2, 3), np.zeros(12)))
+    assert recalibrate_batchnorm(model, dataset.batch(4), batches=3) == 3
+    bn = model.layers[-1]
+    axes = (1, 2, 3)  # per batch: over its images, rows and columns
+    np.testing.assert_allclose(bn.moving_mean.numpy(), images.mean(axes).mean(0), atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), images.var(axes).mean(0), atol=1e-5)
+    assert bn.momentum == 0.999
+
+
+def test_precise_batchnorm_interrupted_leaves_the_statistics_as_they_were():
+    inputs = keras.Input((2, 2, 3))
+    model = keras.Model(inputs, BatchNormalization()(inputs))
+    bn = model.layers[-1]
+    bn.moving_mean.assign([1.0, 2.0, 3.0])
+    forward = training_forward(model)
+    calls = []
+
+    def interrupted_forward(images):
+        calls.append(forward(images))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    images = np.random.default_rng(1).normal(size=(8, 2, 2, 3)).astype(np.float32)
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.zeros(8))).batch(2)
+    with pytest.raises(KeyboardInterrupt):
+        recalibrate_batchnorm(model, dataset, batches=4, forward=interrupted_forward)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), [1.0, 1.0, 1.0])
+    assert bn.momentum == 0.99
+
+
+def test_precise_batchnorm_traces_the_forward_pass_once_per_model():
+    inputs = keras.Input((2, 2, 3))
+    model = keras.Model(inputs, BatchNormalization()(inputs))
+    images = np.ones((8, 2, 2, 3), np.float32)
+    callback = PreciseBatchNorm(tf.data.Dataset.from_tensor_slices((images, images)).batch(4), 2)
+    callback.set_model(model)
+    for _ in range(3):
+        callback.on_train_batch_begin(0)
+        callback.on_test_begin()
+    assert callback._forward[1].experimental_get_tracing_count() == 1
 
 
 def test_precise_batchnorm_recalibrates_only_after_training_steps():

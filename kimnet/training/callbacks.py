@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
@@ -28,29 +30,77 @@ def trainable_batchnorms(model: keras.Model) -> list[keras.layers.BatchNormaliza
     ]
 
 
-def recalibrate_batchnorm(model: keras.Model, dataset: tf.data.Dataset, batches: int) -> int:
+def training_forward(model: keras.Model) -> Callable[[Any], Any]:
+    """``model`` called in training mode as one compiled graph.
+
+    An eager call dispatches every layer's ops from Python, which costs more than the
+    forward pass itself on small images (docs/performance.md, "Precise batch norm").
+    Keras' own compiled functions do not fit: the training step also updates the
+    weights, and evaluation runs batch norm in inference mode.
+    """
+    return tf.function(lambda images: model(images, training=True), reduce_retracing=True)
+
+
+def recalibrate_batchnorm(
+    model: keras.Model,
+    dataset: tf.data.Dataset,
+    batches: int,
+    forward: Callable[[Any], Any] | None = None,
+) -> int:
     """Re-estimates batch-norm moving statistics as their average over ``batches`` batches.
 
     With Keras' default momentum (0.99, or 0.999 in MobileNets) the moving
     statistics still remember their initial values after a few hundred steps,
     so a short run evaluates far worse than it trains. Averaging the batch
     statistics of the current weights ("precise BN") removes that gap; the
-    weights are unchanged. Returns the number of batches used.
+    weights are unchanged. ``forward``: :func:`training_forward` of ``model``, reused
+    between calls so it is traced once. Returns the number of batches used; on an
+    error the statistics are left as they were.
     """
     layers = trainable_batchnorms(model)
     if not layers or batches <= 0:
         return 0
+    forward = forward or training_forward(model)
     momenta = [layer.momentum for layer in layers]
+    before = [_statistics(layer) for layer in layers]
+    totals = [(np.zeros_like(mean), np.zeros_like(variance)) for mean, variance in before]
     seen = 0
     try:
-        for seen, (images, _) in enumerate(dataset.take(batches), start=1):
-            for layer in layers:
-                layer.momentum = 1.0 - 1.0 / seen  # running mean over the batches so far
-            model(images, training=True)
+        # Momentum 0 (read when the graph is traced): each forward pass leaves exactly
+        # its batch's statistics in the moving ones, which are summed here.
+        for layer in layers:
+            layer.momentum = 0.0
+        for images, _ in dataset.take(batches):
+            forward(images)
+            seen += 1
+            for (mean_total, variance_total), layer in zip(totals, layers, strict=True):
+                mean, variance = _statistics(layer)
+                mean_total += mean
+                variance_total += variance
+    except BaseException:
+        _assign_statistics(layers, before)
+        raise
     finally:
         for layer, momentum in zip(layers, momenta, strict=True):
             layer.momentum = momentum
+    if not seen:
+        return 0
+    _assign_statistics(layers, [(mean / seen, variance / seen) for mean, variance in totals])
     return seen
+
+
+def _statistics(layer: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
+    """The layer's moving mean and variance, as float64 arrays (sums of 20 stay exact)."""
+    return tuple(
+        keras.ops.convert_to_numpy(variable).astype(np.float64)
+        for variable in (layer.moving_mean, layer.moving_variance)
+    )
+
+
+def _assign_statistics(layers: list, statistics: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    for layer, (mean, variance) in zip(layers, statistics, strict=True):
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
 
 
 class PreciseBatchNorm(keras.callbacks.Callback):
@@ -65,6 +115,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.dataset = dataset
         self.batches = batches
         self.calibrated = False
+        self._forward: tuple[keras.Model, Callable[[Any], Any]] | None = None
 
     def on_train_batch_begin(self, batch, logs=None):
         self.calibrated = False
@@ -75,7 +126,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def recalibrate(self, model: keras.Model) -> None:
         """Re-estimates ``model``'s statistics unless no step has changed them since."""
         if not self.calibrated:
-            recalibrate_batchnorm(model, self.dataset, self.batches)
+            if self._forward is None or self._forward[0] is not model:
+                self._forward = (model, training_forward(model))
+            recalibrate_batchnorm(model, self.dataset, self.batches, self._forward[1])
             self.calibrated = True
 
 
@@ -99,31 +152,29 @@ class EpochStats(keras.callbacks.Callback):
         self.first_step_seconds: list[float] = []
         self._start = None
         self._first_step_end = None
+        self._last_step_end = None
         self._steps = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._first_step_end, self._steps = time.perf_counter(), None, 0
+        self._start = time.perf_counter()
+        self._first_step_end = self._last_step_end = None
+        self._steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
+        # The epoch's training time ends with its last step, not at the first
+        # on_test_begin: callbacks ahead of this one (precise BN) work there first.
+        self._last_step_end = time.perf_counter()
         self._steps += 1
         if self._steps == 1:
-            self._first_step_end = time.perf_counter()
+            self._first_step_end = self._last_step_end
             self.first_step_seconds.append(self._first_step_end - self._start)
 
-    def _close_epoch_timer(self):
-        if self._start is not None:
-            end = time.perf_counter()
-            self._epoch_seconds = end - self._start
-            if self._first_step_end is not None and self._steps > 1:
-                self.steady_seconds += end - self._first_step_end
-                self.steady_images += (self._steps - 1) * self.batch_size
-            self._start = None
-
-    def on_test_begin(self, logs=None):
-        self._close_epoch_timer()
-
     def on_epoch_end(self, epoch, logs=None):
-        self._close_epoch_timer()
+        end = self._last_step_end or time.perf_counter()
+        self._epoch_seconds = end - self._start
+        if self._steps > 1:
+            self.steady_seconds += end - self._first_step_end
+            self.steady_images += (self._steps - 1) * self.batch_size
         images = self._steps * self.batch_size
         self.images += images
         self.train_seconds += self._epoch_seconds
