@@ -123,6 +123,25 @@ def test_precise_batchnorm_traces_the_forward_pass_once_per_model():
     assert callback._forward[1].experimental_get_tracing_count() == 1
 
 
+def test_precise_batchnorm_traces_again_when_a_phase_unfreezes_a_layer():
+    inputs = keras.Input((2, 2, 3))
+    frozen = BatchNormalization(name="frozen")
+    model = keras.Model(inputs, BatchNormalization()(frozen(inputs)))
+    frozen.trainable = False
+    images = np.random.default_rng(2).normal(3.0, 2.0, size=(8, 2, 2, 3)).astype(np.float32)
+    callback = PreciseBatchNorm(tf.data.Dataset.from_tensor_slices((images, images)).batch(4), 2)
+    callback.set_model(model)
+    callback.on_test_begin()
+    np.testing.assert_array_equal(frozen.moving_mean.numpy(), [0.0, 0.0, 0.0])  # left alone
+    frozen.trainable = True  # the next transfer phase
+    callback.on_train_batch_begin(0)
+    callback.on_test_begin()
+    batches = images.reshape(2, 4, 2, 2, 3)
+    np.testing.assert_allclose(
+        frozen.moving_mean.numpy(), batches.mean((1, 2, 3)).mean(0), atol=1e-5
+    )
+
+
 def test_precise_batchnorm_recalibrates_only_after_training_steps():
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.BatchNormalization()(inputs))

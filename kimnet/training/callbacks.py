@@ -115,7 +115,10 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         self.dataset = dataset
         self.batches = batches
         self.calibrated = False
-        self._forward: tuple[keras.Model, Callable[[Any], Any]] | None = None
+        # The traced forward pass and what it was traced for: the model and its
+        # trainable batch-norm layers (a frozen layer is traced in inference mode, so a
+        # transfer phase that unfreezes layers needs a new trace).
+        self._forward: tuple[tuple, Callable[[Any], Any]] | None = None
 
     def on_train_batch_begin(self, batch, logs=None):
         self.calibrated = False
@@ -126,10 +129,15 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     def recalibrate(self, model: keras.Model) -> None:
         """Re-estimates ``model``'s statistics unless no step has changed them since."""
         if not self.calibrated:
-            if self._forward is None or self._forward[0] is not model:
-                self._forward = (model, training_forward(model))
+            traced_for = (model, *trainable_batchnorms(model))
+            if self._forward is None or not _same_objects(self._forward[0], traced_for):
+                self._forward = (traced_for, training_forward(model))
             recalibrate_batchnorm(model, self.dataset, self.batches, self._forward[1])
             self.calibrated = True
+
+
+def _same_objects(these: tuple, those: tuple) -> bool:
+    return len(these) == len(those) and all(a is b for a, b in zip(these, those, strict=True))
 
 
 class EpochStats(keras.callbacks.Callback):
