@@ -8,7 +8,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 import kimnet.data
-from kimnet.data import fashion_mnist
+from kimnet.data import fashion_mnist, pipeline
+from kimnet.transfer.subsets import subset
 
 
 def test_fashion_mnist_matches_tfds_definition(fmnist):
@@ -161,3 +162,48 @@ def test_train_pipeline_shuffles_and_eval_does_not(fmnist):
     plain = next(iter(pipes["train_plain"]))[1].numpy()
     shuffled = next(iter(pipes["train"]))[1].numpy()
     assert not np.array_equal(plain, shuffled)
+
+
+def test_resizing_once_gives_the_same_batches_as_resizing_every_epoch(fmnist, monkeypatch):
+    splits = subset(fmnist, train_examples=256, validation_examples=64, test_examples=64)
+
+    def batches(split):
+        pipes = kimnet.data.make(splits, image_size=56, batch_size=32, normalization="caffe")
+        return [images.numpy() for images, _ in pipes[split]]
+
+    once = {split: batches(split) for split in ("train_plain", "test")}
+    monkeypatch.setattr(pipeline, "CACHE_MEMORY_SHARE", 0.0)  # nothing fits: every epoch
+    for split, expected in once.items():
+        got = batches(split)
+        assert len(got) == len(expected) and got[0].shape == (32, 56, 56, 3)
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("share, resizes", [(pipeline.CACHE_MEMORY_SHARE, 1), (0.0, 2)])
+def test_each_image_is_resized_once_when_the_resized_splits_fit_in_memory(
+    fmnist, monkeypatch, share, resizes
+):
+    monkeypatch.setattr(pipeline, "CACHE_MEMORY_SHARE", share)
+    calls = tf.Variable(0, dtype=tf.int64)
+    real_resize = pipeline.resize
+
+    def counted_resize(images, image_size, channels=3):
+        calls.assign_add(1)
+        return real_resize(images, image_size, channels)
+
+    monkeypatch.setattr(pipeline, "resize", counted_resize)
+    splits = subset(fmnist, train_examples=96, validation_examples=32, test_examples=32)
+    train = kimnet.data.make(splits, image_size=32, batch_size=32, normalization="tf")["train"]
+    for _ in range(2):  # two epochs
+        assert sum(int(y.shape[0]) for _, y in train) == 96
+    assert int(calls.numpy()) == 96 * resizes
+
+
+def test_resized_cache_is_sized_for_every_pipeline_and_keeps_grayscale_one_channel():
+    counts = {"train": 1000, "validation": 100, "test": 200}
+    gray = kimnet.data.DatasetInfo("toy", ("a", "b"), counts, (28, 28, 1))
+    rgb = kimnet.data.DatasetInfo("toy", ("a", "b"), counts, (None, None, 3))
+    # train and train_plain each cache the training split; float32 pixels.
+    assert pipeline._resized_cache_bytes(gray, 56, channels=3) == 2300 * 56 * 56 * 1 * 4
+    assert pipeline._resized_cache_bytes(rgb, 56, channels=3) == 2300 * 56 * 56 * 3 * 4

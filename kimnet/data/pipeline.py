@@ -1,9 +1,11 @@
 """From raw splits to batches a model trains on: resize, channels, augment, normalise.
 
-Order of a training pipeline: cache the decoded images (when they fit in
-memory) -> shuffle -> resize and match channels -> batch -> augment (batched) ->
-normalise -> prefetch. Evaluation pipelines skip shuffling and augmentation.
-The same :func:`resize` and :func:`normalize` run inside exported models.
+Order of a training pipeline: resize -> cache -> shuffle -> batch -> match channels
+-> augment (batched) -> normalise -> prefetch, when the resized images of every split fit
+in memory; otherwise cache the decoded images (when they fit) -> shuffle -> resize and
+match channels -> batch -> augment -> normalise -> prefetch. Evaluation pipelines skip
+shuffling and augmentation. The same :func:`resize` and :func:`normalize` run inside
+exported models.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from kimnet.data.augment import Augmenter
-from kimnet.data.sources import Splits
+from kimnet.data.sources import DatasetInfo, Splits
 from kimnet.errors import InputError
 
 # Cache decoded images in memory when they take at most this share of RAM.
@@ -27,7 +29,14 @@ def resize(images: tf.Tensor, image_size: int, channels: int = 3) -> tf.Tensor:
     Grayscale becomes RGB by repeating the channel when the model expects 3
     channels; RGB becomes grayscale when it expects 1.
     """
-    images = tf.cast(images, tf.float32)
+    images = match_channels(tf.cast(images, tf.float32), channels)
+    images = tf.image.resize(images, (image_size, image_size), antialias=True)
+    return tf.clip_by_value(images, 0.0, 255.0)
+
+
+def match_channels(images: tf.Tensor, channels: int) -> tf.Tensor:
+    """Float images ``[..., C]`` -> ``[..., channels]``: grayscale repeated to RGB, RGB
+    (or RGBA without its alpha) averaged to grayscale."""
     image_channels = images.shape[-1]
     if image_channels == 1 and channels == 3:
         images = tf.image.grayscale_to_rgb(images)
@@ -37,8 +46,7 @@ def resize(images: tf.Tensor, image_size: int, channels: int = 3) -> tf.Tensor:
         images = images[..., : min(channels, 3)]
         if channels == 1:
             images = tf.image.rgb_to_grayscale(images)
-    images = tf.image.resize(images, (image_size, image_size), antialias=True)
-    return tf.clip_by_value(images, 0.0, 255.0)
+    return images
 
 
 def normalize(images: tf.Tensor, normalization: str) -> tf.Tensor:
@@ -60,6 +68,21 @@ def _fits_in_memory(num_bytes: int | None) -> bool:
         return False
     physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return num_bytes <= CACHE_MEMORY_SHARE * physical
+
+
+def _cached_channels(info: DatasetInfo, channels: int) -> int:
+    """Channels of the resized images a cache holds: a grayscale source keeps its one
+    channel (a third of the memory) and is repeated to RGB per batch, which gives the
+    same values because resizing treats each channel alike."""
+    return 1 if info.image_shape[-1] == 1 else channels
+
+
+def _resized_cache_bytes(info: DatasetInfo, image_size: int, channels: int) -> int:
+    """Memory of every pipeline's cache of resized float32 images (the training split
+    twice: ``train`` and ``train_plain`` each keep one)."""
+    per_image = image_size * image_size * _cached_channels(info, channels) * 4
+    examples = info.num_examples
+    return per_image * (2 * examples["train"] + examples["validation"] + examples["test"])
 
 
 def _augment(augmenter: Augmenter, num_classes: int):
@@ -94,6 +117,13 @@ def make(
     if image_size < 8:
         raise InputError(f"image_size must be at least 8 pixels, got {image_size}.")
     autotune = tf.data.AUTOTUNE
+    # Resizing once instead of every epoch leaves the CPU to the training step
+    # (docs/performance.md, "The input pipeline").
+    resize_once = _fits_in_memory(_resized_cache_bytes(splits.info, image_size, channels))
+    cached_channels = _cached_channels(splits.info, channels) if resize_once else channels
+
+    def resized(images, labels):
+        return resize(images, image_size, cached_channels), labels
 
     def prepare(split: str, *, train: bool) -> tf.data.Dataset:
         # The source's count as the length: Keras then knows when a pass ends (no "ran out
@@ -102,12 +132,17 @@ def make(
         ds = getattr(splits, split).apply(
             tf.data.experimental.assert_cardinality(splits.info.num_examples[split])
         )
-        if _fits_in_memory(splits.info.decoded_bytes(split)):
+        if resize_once:
+            ds = ds.map(resized, num_parallel_calls=autotune).cache()
+        elif _fits_in_memory(splits.info.decoded_bytes(split)):
             ds = ds.cache()
         if train:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(lambda x, y: (resize(x, image_size, channels), y), num_parallel_calls=autotune)
+        if not resize_once:
+            ds = ds.map(resized, num_parallel_calls=autotune)
         ds = ds.batch(batch_size, num_parallel_calls=autotune)
+        if cached_channels != channels:
+            ds = ds.map(lambda x, y: (match_channels(x, channels), y), num_parallel_calls=autotune)
         if train and augmenter is not None:
             ds = ds.map(_augment(augmenter, splits.info.num_classes), num_parallel_calls=autotune)
         ds = ds.map(lambda x, y: (normalize(x, normalization), y), num_parallel_calls=autotune)
