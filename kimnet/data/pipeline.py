@@ -19,7 +19,7 @@ from kimnet.data.augment import Augmenter
 from kimnet.data.sources import DatasetInfo, Splits
 from kimnet.errors import InputError
 
-# Cache decoded images in memory when they take at most this share of RAM.
+# Cache images in memory (resized, else decoded) when they take at most this share of RAM.
 CACHE_MEMORY_SHARE = 0.25
 
 

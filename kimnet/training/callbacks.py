@@ -90,7 +90,8 @@ def recalibrate_batchnorm(
 
 
 def _statistics(layer: keras.layers.BatchNormalization) -> tuple[np.ndarray, np.ndarray]:
-    """The layer's moving mean and variance, as float64 arrays (sums of 20 stay exact)."""
+    """The layer's moving mean and variance as float64 arrays, so that summing many
+    batches adds no rounding of its own."""
     return tuple(
         keras.ops.convert_to_numpy(variable).astype(np.float64)
         for variable in (layer.moving_mean, layer.moving_variance)
