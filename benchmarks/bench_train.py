@@ -408,11 +408,11 @@ def kimnet_side(
     is the second epoch's. The first fills kimnet's cache of resized images, as the
     first epoch of a long run does; every later epoch reads it."""
     import contextlib
-    import csv
     import gc
     import io
 
     from kimnet import training
+    from kimnet.training.loop import last_logged
     from kimnet.transfer.subsets import subset
 
     config = kimnet_config(case, ops, batch, steps, workdir, epochs=2)
@@ -422,8 +422,7 @@ def kimnet_side(
         with contextlib.redirect_stdout(io.StringIO()):  # its precision line, every round
             run_dir = training.train(config, splits=one_pass).run_dir
         gc.collect()
-        with (run_dir / "history.csv").open(newline="") as handle:
-            return float(list(csv.DictReader(handle))[-1]["images_per_second"])
+        return last_logged(run_dir / "history.csv", "images_per_second")
 
     return measure
 

@@ -473,12 +473,12 @@ def make_callbacks(
     # what they add.
     reporters: list[keras.callbacks.Callback] = [stats]
     if config.evaluate.test_every_epoch:
-        elapsed = _last_logged(run_dir / "history.csv", "elapsed_seconds")
+        elapsed = last_logged(run_dir / "history.csv", "elapsed_seconds")
         reporters.append(cb.TestCurve(batches.test, precise_bn, elapsed))
     return stats, precise_bn, [precise_bn, *reporters, tensorboard, history, checkpointer]
 
 
-def _last_logged(history_csv: Path, column: str) -> float:
+def last_logged(history_csv: Path, column: str) -> float:
     """``column`` of the last epoch in ``history_csv`` (0 without one): where a resumed
     run's running total continues from."""
     if not history_csv.is_file():
