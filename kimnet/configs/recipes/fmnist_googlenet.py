@@ -6,6 +6,8 @@ Meant to beat the benchmark table's GoogLeNet row (93.7%).
   28x28 scaled down; the small-input stem at 28 px costs four times the multiply-adds.
 - AdamW 2e-3, weight decay 0.05 (Keras' AdamW scales it by the learning rate), one
   warm-up epoch then cosine; flips and 4-pixel crops; label smoothing 0.1.
+- 14 epochs: sized from an idle `train_on_batch` probe on the AVX-512 machine (243
+  images/s at 56 px) for about 70 minutes with validation and testing every epoch.
 """
 
 from kimnet.configs.recipes import SGD_56PX, recipe
@@ -13,7 +15,7 @@ from kimnet.configs.recipes import SGD_56PX, recipe
 CHANGES = {
     "model": {"name": "googlenet"},
     "optim": {"name": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05},
-    "schedule": {"epochs": 12},
+    "schedule": {"epochs": 14},
 }
 
 
